@@ -1,0 +1,64 @@
+"""The dense byte limit: a guard against decompression bombs.
+
+A sparse tensor declares its dense shape; a crafted file can declare an enormous one with a
+handful of stored values. Every :class:`~sparse_import.SparseTensor` checks its dense size against
+this limit when it is constructed, before anything of that size is allocated.
+
+The limit comes from, in order: :func:`set_dense_byte_limit`, the environment variable
+``SPARSE_IMPORT_MAX_DENSE_BYTES``, the default of 4 GiB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+DEFAULT_DENSE_BYTE_LIMIT = 4 * 1024**3
+_ENV = "SPARSE_IMPORT_MAX_DENSE_BYTES"
+_override: int | None = None
+
+
+def get_dense_byte_limit() -> int:
+    """Return the largest dense size, in bytes, that a sparse tensor may declare."""
+    if _override is not None:
+        return _override
+    env = os.environ.get(_ENV)
+    if env is None:
+        return DEFAULT_DENSE_BYTE_LIMIT
+    try:
+        value = int(env)
+    except ValueError:
+        raise ValueError(f"{_ENV}={env!r} is not an integer number of bytes") from None
+    if value <= 0:
+        raise ValueError(f"{_ENV}={env!r} must be positive")
+    return value
+
+
+def set_dense_byte_limit(limit: int | None) -> None:
+    """Set the dense byte limit for this process; ``None`` restores the default.
+
+    Examples
+    --------
+    >>> import sparse_import
+    >>> sparse_import.set_dense_byte_limit(2**30)
+    >>> sparse_import.get_dense_byte_limit()
+    1073741824
+    >>> sparse_import.set_dense_byte_limit(None)
+    """
+    global _override
+    if limit is not None and (not isinstance(limit, int) or limit <= 0):
+        raise ValueError(f"dense byte limit must be a positive int or None, got {limit!r}")
+    _override = limit
+
+
+@contextlib.contextmanager
+def dense_byte_limit(limit: int | None) -> Iterator[None]:
+    """Context manager that sets the dense byte limit and restores the previous one."""
+    global _override
+    previous = _override
+    set_dense_byte_limit(limit)
+    try:
+        yield
+    finally:
+        _override = previous
