@@ -1,0 +1,341 @@
+"""ONNX models with sparse weights through TVM's ONNX frontend, compared with onnxruntime.
+
+Every fixture of ``fixtures/onnx/make_models.py`` is imported once per module, built for
+``llvm`` and run on the same inputs as onnxruntime (graph optimizations off).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import tvm
+from onnx import TensorProto, helper, numpy_helper
+from sparse_import.adapters.onnx import import_model
+from tvm import relay
+
+import sparse_import
+from sparse_import import SparseFormatError, UnsupportedModelError, UnsupportedSparsityError
+from sparse_import.backend.build import build, run
+from sparse_import.imported import ImportedModel
+
+HERE = Path(__file__).resolve().parent
+_spec = importlib.util.spec_from_file_location(
+    "onnx_fixture_models", HERE / "fixtures" / "onnx" / "make_models.py"
+)
+models = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(models)
+
+NAMES = [*models.IN_MEMORY, "external"]
+
+
+def relative_error(got: np.ndarray, expected: np.ndarray) -> float:
+    """``max|got - expected| / max|expected|`` in float64 (0 when both are all zeros)."""
+    got, expected = got.astype(np.float64), expected.astype(np.float64)
+    scale = np.abs(expected).max()
+    diff = np.abs(got - expected).max()
+    return float(diff / scale) if scale else float(diff)
+
+
+def run_tvm(imported: ImportedModel, inputs_list, control_flow: bool) -> list[list[np.ndarray]]:
+    """Build once, run every input set: graph executor, or the Relay VM for If/Loop."""
+    if not control_flow:
+        lib = build(imported.mod, imported.params)
+        return [run(lib, inputs) for inputs in inputs_list]
+    os.environ["TOPHUB_LOCATION"] = "NONE"
+    with tvm.transform.PassContext(opt_level=3):
+        exe = relay.vm.compile(imported.mod, target="llvm", params=imported.params)
+    vm = tvm.runtime.vm.VirtualMachine(exe, tvm.cpu())
+    outputs = []
+    for inputs in inputs_list:
+        out = vm.run(**inputs)
+        outs = out if isinstance(out, tvm.runtime.container.ADT) else [out]
+        outputs.append([o.numpy() for o in outs])
+    return outputs
+
+
+@dataclass
+class Case:
+    fixture: object
+    imported: ImportedModel
+    tvm_outputs: list[list[np.ndarray]]
+    ort_outputs: list[list[np.ndarray]]
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def case(request, tmp_path_factory) -> Case:
+    if request.param == "external":
+        fixture = models.external(tmp_path_factory.mktemp("external"))
+    else:
+        fixture = models.IN_MEMORY[request.param]()
+    imported = import_model(fixture.model)
+    inputs_list = fixture.all_inputs()
+    return Case(
+        fixture,
+        imported,
+        run_tvm(imported, inputs_list, fixture.control_flow),
+        [models.run_onnxruntime(fixture.model, inputs) for inputs in inputs_list],
+    )
+
+
+def test_outputs_match_onnxruntime(case):
+    for got_all, expected_all in zip(case.tvm_outputs, case.ort_outputs, strict=True):
+        assert len(got_all) == len(expected_all)
+        for got, expected in zip(got_all, expected_all, strict=True):
+            assert got.shape == expected.shape and got.dtype == expected.dtype
+            assert relative_error(got, expected) <= case.fixture.rtol
+            assert np.abs(expected).max() > 0  # a comparison that can fail
+
+
+def test_sparse_weights_become_named_relay_params(case):
+    imported = case.imported
+    assert imported.framework == "onnx"
+    assert {w.param: w.consumer for w in imported.weights} == case.fixture.weights
+    main_params = {v.name_hint: v for v in imported.mod["main"].params}
+    for weight in imported.weights:
+        dense = imported.params[weight.param]
+        expected = weight.tensor.to_dense()
+        assert dense.dtype == expected.dtype and dense.shape == expected.shape
+        np.testing.assert_array_equal(dense, expected)
+        assert weight.source is weight.tensor  # ONNX stores it as TVM receives it
+        ty = main_params[weight.param].type_annotation
+        assert tuple(int(d) for d in ty.shape) == dense.shape and ty.dtype == str(dense.dtype)
+
+
+def test_weights_keep_their_sparsity(case):
+    """The fixtures store exactly the nonzeros: the IR holds those, not a dense copy."""
+    for weight in case.imported.weights:
+        assert weight.tensor.nnz == np.count_nonzero(case.imported.params[weight.param])
+        assert weight.tensor.density < 1
+
+
+# --------------------------------------------------------------------------- input forms
+@pytest.fixture(scope="module")
+def mlp():
+    return models.mlp()
+
+
+def test_path_bytes_and_proto_give_the_same_module(mlp, tmp_path):
+    path = tmp_path / "mlp.onnx"
+    onnx.save(mlp.model, path)
+    results = [import_model(m) for m in (path, str(path), path.read_bytes(), mlp.model)]
+    for other in results[1:]:
+        assert tvm.ir.structural_equal(other.mod, results[0].mod)
+        assert other.params.keys() == results[0].params.keys()
+        for key, value in other.params.items():
+            np.testing.assert_array_equal(value, results[0].params[key])
+
+
+@pytest.mark.parametrize("name", ["mlp", "conv", "gemm", "control_flow"])
+def test_callers_model_proto_is_not_modified(name):
+    model = models.IN_MEMORY[name]().model
+    before = model.SerializeToString()
+    import_model(model)
+    assert model.SerializeToString() == before
+
+
+def test_external_data_of_a_loaded_proto_needs_base_dir(tmp_path):
+    fixture = models.external(tmp_path)
+    proto = onnx.load(fixture.model)  # loads the dense biases, not the sparse tensors
+    with pytest.raises(UnsupportedModelError, match=r"'w1': values is stored in the external"):
+        import_model(proto)
+    imported = import_model(proto, base_dir=tmp_path)
+    np.testing.assert_array_equal(imported.params["w1"], import_model(fixture.model).params["w1"])
+
+
+def test_dense_external_data_escaping_the_directory(tmp_path):
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    model = onnx.load(models.external(model_dir).model, load_external_data=False)
+    for entry in model.graph.initializer[0].external_data:
+        if entry.key == "location":
+            entry.value = "../weights.bin"
+    (tmp_path / "weights.bin").write_bytes((model_dir / "weights.bin").read_bytes())
+    onnx.save(model, model_dir / "bad.onnx")
+    match = r"^initializer 'b1': external data location '../weights.bin' points outside"
+    with pytest.raises(UnsupportedModelError, match=match):
+        import_model(model_dir / "bad.onnx")
+
+
+def test_embedded_demo_with_symbolic_batch():
+    """The package's demo model: Gemm and MatMul weights, a ``batch`` dimension."""
+    path = Path(sparse_import.__file__).parent / "data" / "demo_mlp.onnx"
+    x = np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32)
+    imported = import_model(path, shape_dict={"x": x.shape})
+    assert sorted(w.consumer for w in imported.weights) == ["Gemm", "MatMul"]
+    (got,) = run(build(imported.mod, imported.params), {"x": x})
+    (expected,) = models.run_onnxruntime(path, {"x": x})
+    assert relative_error(got, expected) <= 1e-5
+
+
+def test_a_dense_model_passes_through_to_tvm_unchanged():
+    w = numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(2, 3), "w")
+    model = _graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        outputs=[helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        initializer=[w],
+    )
+    imported = import_model(model)
+    assert imported.weights == () and imported.params == {}
+    assert tvm.ir.structural_equal(imported.mod, relay.frontend.from_onnx(model)[0])
+
+
+# --------------------------------------------------------------------------- refusals
+def _graph(nodes, inputs=None, outputs=None, **kwargs):
+    inputs = inputs or [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])]
+    outputs = outputs or [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])]
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", inputs, outputs, **kwargs),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    model.ir_version = 8
+    return model
+
+
+def _sparse(name="w", dims=(2, 2)):
+    return models.sparse_proto(np.eye(*dims, dtype=np.float32), name)
+
+
+def test_name_defined_twice():
+    dense = numpy_helper.from_array(np.eye(2, dtype=np.float32), "w")
+    model = _graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        initializer=[dense],
+        sparse_initializer=[_sparse()],
+    )
+    with pytest.raises(SparseFormatError, match=r"^sparse tensor 'w': the name is defined twice$"):
+        import_model(model)
+
+
+def test_unnamed_sparse_initializer():
+    model = _graph([helper.make_node("MatMul", ["x", "w"], ["y"])], sparse_initializer=[_sparse()])
+    model.graph.sparse_initializer[0].values.name = ""
+    with pytest.raises(SparseFormatError, match=r"^graph 'g': sparse_initializer\[0\] has no"):
+        import_model(model)
+
+
+def test_graph_input_contradicting_its_sparse_initializer():
+    inputs = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2]),
+        helper.make_tensor_value_info("w", TensorProto.FLOAT16, [2, 2]),
+    ]
+    model = _graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], inputs, sparse_initializer=[_sparse()]
+    )
+    match = r"'w': graph input declares FLOAT16 \(2, 2\), but its sparse initializer is FLOAT"
+    with pytest.raises(SparseFormatError, match=match):
+        import_model(model)
+
+
+def test_sparse_constant_without_output_name():
+    node = helper.make_node("Constant", [], [""], sparse_value=_sparse(), name="c0")
+    with pytest.raises(UnsupportedModelError, match=r"^node 'c0' \(Constant\) must have one"):
+        import_model(_graph([node, helper.make_node("Identity", ["x"], ["y"])]))
+
+
+def test_sparse_graph_input():
+    x = helper.make_sparse_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    model = _graph([helper.make_node("Identity", ["x"], ["y"])], [x])
+    with pytest.raises(UnsupportedSparsityError, match=r"graph input/output 'x' is a sparse"):
+        import_model(model)
+
+
+def test_sparse_attribute_of_another_op():
+    node = helper.make_node("Identity", ["x"], ["y"], name="n0")
+    node.attribute.append(helper.make_attribute("weights", _sparse()))
+    with pytest.raises(UnsupportedSparsityError, match=r"node 'n0' \(Identity\) has the sparse"):
+        import_model(_graph([node]))
+
+
+def test_shape_dict_names_are_checked(mlp):
+    with pytest.raises(UnsupportedModelError, match=r"shape_dict names 'w1', a sparse weight"):
+        import_model(mlp.model, shape_dict={"w1": (64, 128)})
+    with pytest.raises(UnsupportedModelError, match=r"dtype_dict names 'z', which is not an"):
+        import_model(mlp.model, dtype_dict={"z": "float32"})
+
+
+def test_what_tvm_cannot_convert_is_reported_as_such():
+    node = helper.make_node("NoSuchOp", ["x"], ["y"])
+    match = (
+        r"^model: TVM's ONNX frontend cannot convert it: OpNotImplemented: The following "
+        r"operators are not supported for frontend ONNX: NoSuchOp"
+    )
+    with pytest.raises(UnsupportedModelError, match=match) as info:
+        import_model(_graph([node]))
+    assert isinstance(info.value.__cause__, tvm.error.OpNotImplemented)
+
+
+@pytest.mark.parametrize(
+    ("model", "match"),
+    [
+        (b"\x00not a model", r"^12 bytes are not an ONNX model"),
+        ("/nonexistent/m.onnx", r"ONNX model file '/nonexistent/m.onnx' does not exist"),
+        (3, r"^model must be a path, bytes or an onnx.ModelProto, not int$"),
+    ],
+    ids=["bytes", "path", "type"],
+)
+def test_not_an_onnx_model(model, match):
+    with pytest.raises(UnsupportedModelError, match=match):
+        import_model(model)
+
+
+# --------------------------------------------------------------------------- memory
+MEMORY_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import onnx
+    sys.path.insert(0, sys.argv[2])
+    import make_models as models
+    from sparse_import.adapters.onnx import import_model
+
+    layers, n = 16, 1024
+    rng = np.random.default_rng(0)
+    nodes, sparse = [], []
+    for i in range(layers):
+        w = np.where(rng.random((n, n)) < 0.1, rng.standard_normal((n, n)), 0).astype(np.float32)
+        sparse.append(models.sparse_proto(w, f"w{i}"))
+        nodes.append(onnx.helper.make_node("MatMul", [f"h{i}", f"w{i}"], [f"h{i + 1}"]))
+    graph = onnx.helper.make_graph(
+        nodes, "big", [models._vi("h0", np.float32, (1, n))],
+        [models._vi(f"h{layers}", np.float32, (1, n))], sparse_initializer=sparse)
+    onnx.save(models._model(graph), sys.argv[1])
+    del sparse, graph, w
+
+    def status(key):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+
+    import tvm.relay  # noqa: F401  (its own memory is not the import's)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak
+    base = status("VmRSS")
+    imported = import_model(sys.argv[1])
+    dense = sum(v.nbytes for v in imported.params.values())
+    print(status("VmHWM") - base, dense)
+    """
+)
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux /proc")
+def test_import_memory_is_proportional_to_dense_weights(tmp_path):
+    """16 weights of 1024 x 1024 (64 MiB dense, 10 % dense, 32 MiB file): the peak stays
+    within 3x the dense weights; a copy of the model per tensor would need 8x."""
+    script_args = [str(tmp_path / "big.onnx"), str(HERE / "fixtures" / "onnx")]
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, *script_args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    peak, dense = int(out[-2]), int(out[-1])
+    assert dense == 16 * 1024 * 1024 * 4
+    assert peak < 3 * dense, f"peak {peak / 2**20:.0f} MiB for {dense / 2**20:.0f} MiB dense"
