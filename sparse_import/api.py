@@ -107,7 +107,7 @@ def to_relay(
     Examples
     --------
     >>> import scipy.sparse as sp, sparse_import
-    >>> w = sp.random_array((64, 32), density=0.1, format="csr", random_state=0)
+    >>> w = sp.random_array((64, 32), density=0.1, format="csr", rng=0)
     >>> mod, params = sparse_import.to_relay(w, mode="sparse")
     >>> "nn.sparse_dense" in mod.astext()
     True
@@ -133,7 +133,7 @@ def inspect(
     Examples
     --------
     >>> import scipy.sparse as sp, sparse_import
-    >>> w = sp.random_array((64, 32), density=0.1, format="csr", random_state=0)
+    >>> w = sp.random_array((64, 32), density=0.1, format="csr", rng=0)
     >>> row, = sparse_import.inspect(w, mode="sparse")
     >>> row["shape"], row["lowering"]
     ((64, 32), 'csr')

@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 
 def _frozen(array: Any, what: str) -> np.ndarray:
     """A read-only 1-D view of ``array`` (no copy when it already is an ndarray)."""
-    out = np.asarray(array)
+    try:
+        out = np.asarray(array)
+    except ValueError:  # a ragged nested sequence
+        raise SparseFormatError(f"{what} is not a 1-D array: {array!r:.80}") from None
     if out.ndim != 1:
         raise SparseFormatError(f"{what} must be 1-D, got shape {out.shape}")
     out = out.view()

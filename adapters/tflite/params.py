@@ -31,14 +31,24 @@ SPARSE_CSR = "SPARSE_CSR"
 
 
 def _int_list(seq: Any, what: str, label: str) -> list[int]:
+    # Element by element: np.asarray would turn [2**63, 1] into float64 and reject ragged lists
+    # with a bare ValueError.
     try:
-        return [operator.index(v) for v in np.asarray(seq).reshape(-1).tolist()]
-    except TypeError:
+        items = seq.reshape(-1).tolist() if isinstance(seq, np.ndarray) else list(seq)
+        return [operator.index(v) for v in items]
+    except (TypeError, ValueError):
         raise SparseFormatError(f"{label}: {what} {seq!r} must hold integers") from None
 
 
+def _array(arr: Any, what: str, label: str) -> np.ndarray:
+    try:
+        return np.asarray(arr)
+    except ValueError:  # a ragged nested sequence
+        raise SparseFormatError(f"{label}: {what} {arr!r:.80} is not an array") from None
+
+
 def _index_array(arr: Any, what: str, label: str) -> np.ndarray:
-    out = np.asarray(arr)
+    out = _array(arr, what, label)
     if out.ndim != 1 or out.dtype.kind not in "iu":
         raise SparseFormatError(
             f"{label}: {what} must be a 1-D integer vector, got dtype {out.dtype} shape {out.shape}"
@@ -173,7 +183,7 @@ def from_tflite_params(
         tuple(levels),
         tuple(positions),
         tuple(coordinates),
-        np.asarray(values).reshape(-1),
+        _array(values, "values", label).reshape(-1),
         name=name,
         quantization=quantization,
     )
