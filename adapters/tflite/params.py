@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from sparse_import._checks import check_shape
 from sparse_import.errors import SparseFormatError, UnsupportedSparsityError, tensor_label
 from sparse_import.levels import Level, LevelFormat, LevelPart
 from sparse_import.tensor import Quantization, SparseTensor
@@ -102,7 +103,7 @@ def from_tflite_params(
     [[6.0, 0.0, 9.0, 8.0], [0.0, 0.0, 0.0, 0.0], [5.0, 0.0, 0.0, 7.0]]
     """
     label = tensor_label(name)
-    dims = _int_list(shape, "shape", label)
+    dims = list(check_shape(_int_list(shape, "shape", label), label))
     order = _int_list(traversal_order, "traversal_order", label)
     blocked = _int_list(block_map, "block_map", label)
     n, k = len(dims), len(blocked)

@@ -1,0 +1,303 @@
+"""TVM's TFLite frontend, taught to read sparse tensors.
+
+:class:`SparseOperatorConverter` subclasses TVM's ``OperatorConverter`` and overrides only what
+sparse weights need; every other operator is converted by TVM:
+
+- ``get_tensor_value`` serves the dense form of a sparse tensor, decoded from the IR;
+- ``DENSIFY`` becomes an alias of its input (no Relay op), as does ``DEQUANTIZE`` of a float16
+  weight (the alias is cast to float32, exactly as TFLite dequantizes float16);
+- a densified tensor that an operator reads as an expression, or that is a model output, becomes
+  one constant parameter;
+- ``FULLY_CONNECTED`` with per-channel weight scales (int8 models) and with int8 weights on
+  float activations (hybrid models) are converted here, because TVM 0.19 cannot.
+
+Every dense array handed to TVM is remembered; after conversion each Relay parameter that is one
+of them, or a transposed view of one, becomes a :class:`~sparse_import.imported.SparseWeight`
+whose IR tensor is transformed the same way (:func:`match_view`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tvm
+from tvm import relay
+from tvm.relay.frontend.tflite import OperatorConverter, from_tflite
+
+from sparse_import.errors import SparseFormatError, UnsupportedModelError
+from sparse_import.imported import ImportedModel, SparseWeight
+from sparse_import.tensor import SparseTensor
+
+from . import hybrid
+from .loader import schema, tensor_name
+
+# Operators whose float-activation, int8-weight ("dynamic range") form is converted here.
+HYBRID_OPS = frozenset({"FULLY_CONNECTED"})
+OUTPUT = "OUTPUT"  # consumer of a sparse tensor that is itself a model output
+
+
+@dataclass(frozen=True)
+class _Dense:
+    """A tensor whose value is the dense form of ``tensor``; ``source`` is what the file stores."""
+
+    tensor: SparseTensor
+    source: SparseTensor
+
+
+@dataclass(frozen=True)
+class _Handout:
+    """One dense array given to TVM: for which tensor and which consuming operator."""
+
+    array: np.ndarray
+    dense: _Dense
+    consumer: str
+
+
+class SparseOperatorConverter(OperatorConverter):
+    """TVM's TFLite ``OperatorConverter`` that reads sparse tensors from the IR.
+
+    Parameters
+    ----------
+    model, subgraph, exp_tab
+        As TVM's ``from_tflite`` passes them.
+    sparse : mapping of int to SparseTensor
+        The sparse tensors of ``subgraph`` by tensor index (see ``read_sparse_tensors``).
+    """
+
+    def __init__(
+        self, model: Any, subgraph: Any, exp_tab: Any, sparse: Mapping[int, SparseTensor]
+    ) -> None:
+        super().__init__(model, subgraph, exp_tab)
+        self.dense: dict[int, _Dense] = {i: _Dense(t, t) for i, t in sparse.items()}
+        self.handouts: dict[int, _Handout] = {}  # by id() of the array's memory owner
+        self._constants: dict[int, relay.Expr] = {}
+        self._consumer = OUTPUT
+        self.convert_map = {code: self._tracked(code, fn) for code, fn in self.convert_map.items()}
+
+    def _tracked(self, code: str, convert: Any) -> Any:
+        def run(op: Any) -> Any:
+            self._consumer = code
+            return convert(op)
+
+        return run
+
+    # ------------------------------------------------------------ values and expressions
+    def get_tensor_value(self, tensor_wrapper: Any, is_sparse: bool = False) -> np.ndarray:
+        """The tensor's constant value; the exact dense form for a sparse or densified tensor."""
+        entry = self.dense.get(tensor_wrapper.tensor_idx)
+        if entry is None:
+            return super().get_tensor_value(tensor_wrapper, is_sparse)
+        array = entry.tensor.to_dense()
+        owner = _owner(array)
+        if not owner.flags.owndata or id(owner) in self.handouts:
+            array = array.copy()  # every hand-out owns its memory, so params map back to it
+            owner = array
+        self.handouts[id(owner)] = _Handout(array, entry, self._consumer)
+        return array
+
+    def get_expr(self, input_tensor_idx: int) -> relay.Expr:
+        if input_tensor_idx in self.dense and not self.has_expr(input_tensor_idx):
+            return self._constant(input_tensor_idx)
+        return super().get_expr(input_tensor_idx)
+
+    def get_tensor_expr(self, tensor: Any, is_sparse: bool = False) -> relay.Expr:
+        if tensor.tensor_idx in self.dense and not self.has_expr(tensor.tensor_idx):
+            return self._constant(tensor.tensor_idx)
+        return super().get_tensor_expr(tensor, is_sparse)
+
+    def _constant(self, index: int) -> relay.Expr:
+        """One parameter per densified tensor read as an expression."""
+        if index not in self._constants:
+            (wrapper,) = self.get_tensors([index])
+            value = self.get_tensor_value(wrapper)
+            self._constants[index] = self.exp_tab.new_const(
+                value, dtype=str(value.dtype), source_name=wrapper.tensor.Name()
+            )
+        return self._constants[index]
+
+    def convert_op_to_relay(self) -> None:
+        super().convert_op_to_relay()
+        self._consumer = OUTPUT
+        for index in self.subgraph.OutputsAsNumpy():
+            if index in self.dense and not self.has_expr(index):
+                self.exp_tab.set_expr(tensor_name(self.subgraph, index), self._constant(index))
+
+    # ------------------------------------------------------------ operators
+    def check_unsupported_ops(self) -> None:
+        """TVM's check, except that hybrid ``HYBRID_OPS`` are supported here."""
+        ops = [self.subgraph.Operators(i) for i in range(self.subgraph.OperatorsLength())]
+        codes = [self.get_op_code_str(op) for op in ops]
+        missing = sorted({code for code in codes if code not in self.convert_map})
+        hybrid_ops = sorted(
+            {
+                c
+                for op, c in zip(ops, codes, strict=True)
+                if c not in HYBRID_OPS and _hybrid(self, op)
+            }
+        )
+        message = ""
+        if missing:
+            message += f"The following operators are not supported in frontend TFLite: {missing}\n"
+        if hybrid_ops:
+            message += (
+                f"The following operators are likely to have dynamic range quantization: "
+                f"{hybrid_ops}; only {sorted(HYBRID_OPS)} are converted with float inputs and "
+                "quantized weights"
+            )
+        if message:
+            raise tvm.error.OpNotImplemented(message)
+
+    def convert_densify(self, op: Any) -> None:
+        """``DENSIFY`` aliases its output to the dense form of its sparse input."""
+        (source,) = self.get_input_tensors(op)
+        (output,) = self.get_output_tensors(op)
+        entry = self.dense.get(source.tensor_idx)
+        name = tensor_name(self.subgraph, source.tensor_idx)
+        if entry is None:
+            raise SparseFormatError(
+                f"DENSIFY input tensor {name!r} (index {source.tensor_idx}) has no sparsity "
+                "parameters"
+            )
+        out_shape = tuple(output.tensor.ShapeAsNumpy()) if output.tensor.ShapeLength() else None
+        if out_shape is not None and out_shape != entry.tensor.shape:
+            raise SparseFormatError(
+                f"DENSIFY of {name!r}: output shape {out_shape} differs from the sparse "
+                f"tensor's shape {entry.tensor.shape}"
+            )
+        self.dense[output.tensor_idx] = entry
+        return None
+
+    def convert_dequantize(self, op: Any) -> relay.Expr | None:
+        """``DEQUANTIZE`` of a sparse float16 tensor aliases the tensor cast to float32."""
+        (source,) = self.get_input_tensors(op)
+        entry = self.dense.get(source.tensor_idx)
+        if entry is not None and source.tensor.Type() == schema().TensorType.FLOAT16:
+            (output,) = self.get_output_tensors(op)
+            self.dense[output.tensor_idx] = _Dense(entry.tensor.astype(np.float32), entry.source)
+            return None
+        return super().convert_dequantize(op)
+
+    def convert_fully_connected(self, op: Any) -> relay.Expr:
+        """TVM's conversion, except for hybrid and per-channel quantized weights."""
+        data, weight = self.get_input_tensors(op)[:2]
+        if weight.qnn_params is not None and data.qnn_params is None:
+            return hybrid.fully_connected(self, op)
+        if data.qnn_params is not None and _per_channel(weight):
+            return hybrid.quantized_fully_connected(self, op)
+        return super().convert_fully_connected(op)
+
+    # ------------------------------------------------------------ results
+    def sparse_weights(self) -> tuple[SparseWeight, ...]:
+        """Every parameter that holds a sparse tensor's dense form (or a transposed view)."""
+        weights = []
+        for param, value in self.exp_tab.params.items():
+            if not isinstance(value, np.ndarray):
+                continue
+            handout = self.handouts.get(id(_owner(value)))
+            if handout is None:
+                continue
+            perm = match_view(value, handout.array)
+            if perm is None:
+                continue  # a reshape (depthwise kernels with a depth multiplier): not a transpose
+            tensor = handout.dense.tensor
+            if perm != tuple(range(tensor.rank)):
+                tensor = tensor.transpose(perm)
+            weights.append(
+                SparseWeight(
+                    param, tensor.astype(value.dtype), handout.dense.source, handout.consumer
+                )
+            )
+        return tuple(weights)
+
+
+def _owner(array: np.ndarray) -> np.ndarray:
+    """The array that owns the memory of ``array`` (NumPy collapses view chains)."""
+    base = array.base
+    return base if isinstance(base, np.ndarray) else array
+
+
+def match_view(view: np.ndarray, array: np.ndarray) -> tuple[int, ...] | None:
+    """The ``perm`` with ``view`` the same memory as ``array.transpose(perm)``, else ``None``.
+
+    Each axis of ``view`` must match an unused axis of ``array`` with the same size and stride;
+    axes of size 1 match any unused axis of size 1 (their strides address nothing).
+    """
+    if (
+        view.ndim != array.ndim
+        or view.dtype != array.dtype
+        or view.__array_interface__["data"][0] != array.__array_interface__["data"][0]
+    ):
+        return None
+    free = list(range(array.ndim))
+    perm = []
+    for size, stride in zip(view.shape, view.strides, strict=True):
+        match = next(
+            (
+                a
+                for a in free
+                if array.shape[a] == size and (size == 1 or array.strides[a] == stride)
+            ),
+            None,
+        )
+        if match is None:
+            return None
+        free.remove(match)
+        perm.append(match)
+    return tuple(perm)
+
+
+def _per_channel(tensor: Any) -> bool:
+    return tensor.qnn_params is not None and tensor.qnn_params["scale"].data.numpy().size > 1
+
+
+def _hybrid(converter: OperatorConverter, op: Any) -> bool:
+    """TVM's test for a dynamic-range operator: only weights carry quantization."""
+    inputs = converter.get_input_tensors(op)
+    outputs = converter.get_output_tensors(op)
+    quantized = [t.qnn_params is not None for t in inputs]
+    return (
+        not any(quantized[:1])
+        and any(quantized[1:])
+        and not any(t.qnn_params is not None for t in outputs)
+    )
+
+
+def convert(
+    model: Any,
+    sparse: Mapping[int, SparseTensor],
+    *,
+    shape_dict: Mapping[str, Any] | None = None,
+    dtype_dict: Mapping[str, str] | None = None,
+) -> ImportedModel:
+    """Run TVM's ``from_tflite`` with :class:`SparseOperatorConverter`.
+
+    Parameters
+    ----------
+    model : tflite.Model
+        A model checked by ``load_model``, with exactly one subgraph.
+    sparse : mapping of int to SparseTensor
+        Its sparse tensors (``read_sparse_tensors``).
+    shape_dict, dtype_dict : mapping, optional
+        Input shapes and dtypes by input name, as for ``relay.frontend.from_tflite``.
+    """
+    if model.SubgraphsLength() != 1:
+        raise UnsupportedModelError(
+            f"the model has {model.SubgraphsLength()} subgraphs; TVM's TFLite frontend converts "
+            "models with exactly one"
+        )
+    made: list[SparseOperatorConverter] = []
+
+    def factory(model: Any, subgraph: Any, exp_tab: Any) -> SparseOperatorConverter:
+        made.append(SparseOperatorConverter(model, subgraph, exp_tab, sparse))
+        return made[-1]
+
+    mod, params = from_tflite(
+        model,
+        shape_dict=dict(shape_dict) if shape_dict else None,
+        dtype_dict=dict(dtype_dict) if dtype_dict else None,
+        op_converter=factory,
+    )
+    return ImportedModel(mod, dict(params), made[0].sparse_weights(), "tflite")

@@ -1,0 +1,308 @@
+"""Load a TFLite model and check its flatbuffer structure before anything reads it.
+
+The ``tflite`` package's generated accessors do no bounds checking: a table whose vtable offset
+points before the start of the buffer makes them read from its end instead, and a corrupt vector
+length makes loops run for as long as the buffer lasts. :func:`load_model` therefore walks the
+parts of the model that this adapter and TVM's TFLite frontend read (operator codes, the tensors,
+buffers and operators of each subgraph) and checks every table header and vector against the
+buffer, so a truncated or corrupted file fails here with a :class:`SparseFormatError` that names
+the tensor or operator, instead of crashing or misleading a reader later.
+
+This module is the one place that imports the ``tflite`` package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
+
+import numpy as np
+
+from sparse_import.errors import SparseFormatError, UnsupportedModelError
+
+FILE_IDENTIFIER = b"TFL3"
+_HEADER = struct.Struct("<i")
+_VTABLE = struct.Struct("<HH")
+_READ_ERRORS = (struct.error, IndexError, TypeError, ValueError, OverflowError, UnicodeError)
+# Little-endian NumPy dtype of each fixed-size TensorType, by name.
+_DTYPES = {
+    "FLOAT32": "<f4",
+    "FLOAT16": "<f2",
+    "FLOAT64": "<f8",
+    "INT8": "i1",
+    "UINT8": "u1",
+    "INT16": "<i2",
+    "UINT16": "<u2",
+    "INT32": "<i4",
+    "UINT32": "<u4",
+    "INT64": "<i8",
+    "UINT64": "<u8",
+    "BOOL": "?",
+}
+
+T = TypeVar("T")
+
+
+def schema() -> ModuleType:
+    """The ``tflite`` flatbuffer package (``pip install tflite``), imported on first use."""
+    try:
+        import tflite
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise ImportError("reading .tflite models needs the 'tflite' package") from exc
+    return tflite
+
+
+@contextlib.contextmanager
+def reading(what: str) -> Iterator[None]:
+    """Turn the low-level errors of a flatbuffer read into a :class:`SparseFormatError`.
+
+    Parameters
+    ----------
+    what : str
+        What is being read, e.g. ``"tensor 'w' (index 3)"``; starts the message.
+    """
+    try:
+        yield
+    except SparseFormatError:
+        raise
+    except _READ_ERRORS as exc:
+        raise SparseFormatError(f"{what}: truncated or corrupt flatbuffer ({exc})") from None
+
+
+def checked(table: T | None, what: str) -> T | None:
+    """Return ``table`` (a generated ``tflite`` accessor) after checking its header.
+
+    Checks that the table and its vtable lie inside the buffer and that every field offset lies
+    inside the table. Fields read afterwards can then only fail by running past the end of the
+    buffer, which :func:`reading` reports.
+    """
+    if table is None:
+        return None
+    tab = table._tab  # type: ignore[attr-defined]
+    buf, pos = tab.Bytes, tab.Pos
+    size = len(buf)
+    if not 0 <= pos <= size - _HEADER.size:
+        raise SparseFormatError(f"{what}: table offset {pos} lies outside the {size}-byte model")
+    vtable = pos - _HEADER.unpack_from(buf, pos)[0]
+    if not 0 <= vtable <= size - _VTABLE.size:
+        raise SparseFormatError(
+            f"{what}: vtable offset {vtable} lies outside the {size}-byte model"
+        )
+    vtable_size, table_size = _VTABLE.unpack_from(buf, vtable)
+    if vtable_size < _VTABLE.size or vtable_size % 2 or vtable + vtable_size > size:
+        raise SparseFormatError(f"{what}: vtable of {vtable_size} bytes at {vtable} is malformed")
+    if pos + table_size > size:
+        raise SparseFormatError(
+            f"{what}: table of {table_size} bytes at {pos} runs past the {size}-byte model"
+        )
+    fields = struct.unpack_from(f"<{(vtable_size - 4) // 2}H", buf, vtable + 4)
+    if fields and max(fields) >= max(table_size, _HEADER.size):
+        raise SparseFormatError(f"{what}: field offset {max(fields)} lies outside its table")
+    return table
+
+
+def count(length: int, buffer: Any, what: str) -> int:
+    """A vector length that fits the buffer (each element takes at least 4 bytes)."""
+    if length * 4 > len(buffer):
+        raise SparseFormatError(
+            f"{what}: vector length {length} does not fit in the {len(buffer)}-byte model"
+        )
+    return length
+
+
+@functools.cache
+def type_names() -> dict[int, str]:
+    """TensorType code -> name (``0 -> "FLOAT32"``)."""
+    enum = schema().TensorType
+    return {v: k for k, v in vars(enum).items() if not k.startswith("_")}
+
+
+def tensor_dtype(type_code: int) -> np.dtype | None:
+    """NumPy dtype of a TensorType; ``None`` for types without a fixed size (STRING, INT4)."""
+    dtype = _DTYPES.get(type_names().get(type_code, ""))
+    return None if dtype is None else np.dtype(dtype)
+
+
+def tensor_name(subgraph: Any, index: int) -> str:
+    """The tensor's name as TVM's frontend spells it (a generated name when it has none)."""
+    name = subgraph.Tensors(index).Name()
+    return name.decode("utf-8") if name is not None else f"tvmgen_tensor_{index}"
+
+
+def load_model(model: Any) -> Any:
+    """Return a checked ``tflite.Model`` for a ``.tflite`` path, its bytes or a ``tflite.Model``.
+
+    Parameters
+    ----------
+    model : str, os.PathLike, bytes, bytearray, memoryview or tflite.Model
+
+    Returns
+    -------
+    tflite.Model
+
+    Raises
+    ------
+    UnsupportedModelError
+        When the input is not a TFLite flatbuffer (missing file, wrong file identifier).
+    SparseFormatError
+        When the flatbuffer is truncated or corrupt, naming the tensor or operator affected.
+
+    Examples
+    --------
+    >>> from sparse_import import UnsupportedModelError
+    >>> from sparse_import.adapters.tflite import load_model
+    >>> try:
+    ...     load_model(b"not a model")
+    ... except UnsupportedModelError as exc:
+    ...     print(exc)
+    11 bytes are not a TFLite model: the file identifier is b'a mo', expected b'TFL3'
+    """
+    tfl = schema()
+    if isinstance(model, tfl.Model):
+        check_structure(model)
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        if not path.is_file():
+            raise UnsupportedModelError(f"model file {str(path)!r} does not exist")
+        data: bytes = path.read_bytes()
+        origin = f"{str(path)!r}"
+    elif isinstance(model, (bytes, bytearray, memoryview)):
+        data = bytes(model)
+        origin = f"{len(data)} bytes"
+    else:
+        raise UnsupportedModelError(
+            f"cannot read a {type(model).__name__} as a TFLite model: expected a .tflite path, "
+            "its bytes or a tflite.Model"
+        )
+    identifier = data[4:8]
+    if identifier != FILE_IDENTIFIER:
+        verb = "are" if origin.endswith("bytes") else "is"
+        raise UnsupportedModelError(
+            f"{origin} {verb} not a TFLite model: the file identifier is {identifier!r}, "
+            f"expected {FILE_IDENTIFIER!r}"
+        )
+    with reading("TFLite model"):
+        root = tfl.Model.GetRootAs(data, 0)
+    check_structure(root)
+    return root
+
+
+def check_structure(model: Any) -> None:
+    """Check every table and vector of ``model`` that a reader of its graph touches.
+
+    Raises
+    ------
+    SparseFormatError
+        Naming the first tensor, buffer, operator or operator code that is malformed.
+    """
+    buf = model._tab.Bytes
+    with reading("TFLite model"):
+        checked(model, "TFLite model")
+        n_buffers = count(model.BuffersLength(), buf, "model buffers")
+        n_codes = count(model.OperatorCodesLength(), buf, "model operator codes")
+        n_subgraphs = count(model.SubgraphsLength(), buf, "model subgraphs")
+    for i in range(n_codes):
+        with reading(f"operator code {i}"):
+            code = checked(model.OperatorCodes(i), f"operator code {i}")
+            code.BuiltinCode(), code.DeprecatedBuiltinCode(), code.CustomCode()
+    for i in range(n_buffers):
+        with reading(f"buffer {i}"):
+            buffer = checked(model.Buffers(i), f"buffer {i}")
+            buffer.DataAsNumpy()
+            if buffer.Offset() > 1 and buffer.Offset() + buffer.Size() > len(buf):
+                raise SparseFormatError(
+                    f"buffer {i}: {buffer.Size()} bytes at offset {buffer.Offset()} run past "
+                    f"the {len(buf)}-byte model"
+                )
+    for s in range(n_subgraphs):
+        _check_subgraph(model, s, n_buffers, n_codes)
+
+
+def _check_subgraph(model: Any, s: int, n_buffers: int, n_codes: int) -> None:
+    buf = model._tab.Bytes
+    where = f"subgraph {s}"
+    with reading(where):
+        subgraph = checked(model.Subgraphs(s), where)
+        n_tensors = count(subgraph.TensorsLength(), buf, f"{where} tensors")
+        n_ops = count(subgraph.OperatorsLength(), buf, f"{where} operators")
+        for what, vector in (
+            ("inputs", subgraph.InputsAsNumpy),
+            ("outputs", subgraph.OutputsAsNumpy),
+        ):
+            _check_indices(vector(), n_tensors, f"{where} {what}", optional=False)
+    for t in range(n_tensors):
+        what = f"tensor {t} of {where}"
+        with reading(what):
+            tensor = checked(subgraph.Tensors(t), what)
+            name = tensor.Name()
+            if name is not None:
+                what = f"tensor {name.decode('utf-8')!r} (index {t})"
+            if tensor.Type() not in type_names():
+                raise SparseFormatError(f"{what}: unknown tensor type {tensor.Type()}")
+            if not 0 <= tensor.Buffer() < max(n_buffers, 1):
+                raise SparseFormatError(
+                    f"{what}: buffer index {tensor.Buffer()} is out of range [0, {n_buffers})"
+                )
+            if n_buffers and tensor.Sparsity() is None:
+                _check_constant_size(model, tensor, what)
+            quant = checked(tensor.Quantization(), f"{what}: quantization")
+            if quant is not None:
+                quant.ScaleAsNumpy(), quant.ZeroPointAsNumpy(), quant.QuantizedDimension()
+            checked(tensor.Sparsity(), f"{what}: sparsity parameters")
+    for o in range(n_ops):
+        what = f"operator {o} of {where}"
+        with reading(what):
+            op = checked(subgraph.Operators(o), what)
+            if not 0 <= op.OpcodeIndex() < n_codes:
+                raise SparseFormatError(
+                    f"{what}: operator code index {op.OpcodeIndex()} is out of range [0, {n_codes})"
+                )
+            _check_indices(op.InputsAsNumpy(), n_tensors, f"{what} inputs", optional=True)
+            _check_indices(op.OutputsAsNumpy(), n_tensors, f"{what} outputs", optional=False)
+            options = op.BuiltinOptions() if op.BuiltinOptionsType() else None
+            if options is not None:
+                checked(_Union(options), f"{what} options")
+
+
+def _check_constant_size(model: Any, tensor: Any, what: str) -> None:
+    """A dense constant's buffer holds exactly its shape's worth of values."""
+    dtype = tensor_dtype(tensor.Type())
+    buffer = model.Buffers(tensor.Buffer())
+    nbytes = buffer.Size() if buffer.Offset() > 1 else buffer.DataLength()
+    if dtype is None or nbytes == 0:
+        return
+    shape = tensor.ShapeAsNumpy()
+    dims = [] if isinstance(shape, int) else shape.tolist()
+    needed = math.prod(dims) * dtype.itemsize
+    if nbytes != needed or min(dims, default=0) < 0:
+        raise SparseFormatError(
+            f"{what}: its buffer holds {nbytes} bytes, but shape {tuple(dims)} of "
+            f"{type_names()[tensor.Type()]} needs {needed}"
+        )
+
+
+def _check_indices(indices: Any, n_tensors: int, what: str, *, optional: bool) -> None:
+    if isinstance(indices, int):  # the accessor returns 0 for an absent vector
+        return
+    low = -1 if optional else 0
+    bad = (indices < low) | (indices >= n_tensors)
+    if bad.any():
+        raise SparseFormatError(
+            f"{what}: tensor index {int(indices[bad][0])} is out of range [0, {n_tensors})"
+        )
+
+
+class _Union:
+    """Lets :func:`checked` inspect a union member, which the accessors return as a raw
+    ``flatbuffers.table.Table``."""
+
+    def __init__(self, tab: Any) -> None:
+        self._tab = tab
