@@ -12,7 +12,10 @@ import numpy as np
 
 from sparse_import.errors import SparseFormatError, tensor_label
 from sparse_import.layouts import bsr_layout, coo_layout, csc_layout, csr_layout
+from sparse_import.levels import LevelFormat
 from sparse_import.tensor import SparseTensor
+
+COMPRESSED = LevelFormat.COMPRESSED
 
 
 def _scipy():
@@ -63,12 +66,13 @@ def from_scipy(matrix: Any, name: str | None = None) -> SparseTensor:
         )
     elif fmt == "bsr":
         m = _canonical(matrix)
-        r, c = m.blocksize
+        levels = bsr_layout(m.blocksize)
+        compressed = [lvl.format is COMPRESSED for lvl in levels]
         tensor = SparseTensor(
             m.shape,
-            bsr_layout((r, c)),
-            (None, m.indptr, None, None),
-            (None, m.indices, None, None),
+            levels,
+            tuple(m.indptr if c else None for c in compressed),
+            tuple(m.indices if c else None for c in compressed),
             m.data.reshape(-1),
             name=name,
         )
@@ -98,17 +102,14 @@ def to_scipy(
         raise ValueError(f"{tensor_label(tensor.name)}: to_scipy needs rank 2, got {tensor.shape}")
     tensor.validate()
     blocks = tensor.block_shape if blocksize is None else tuple(blocksize)
-    if format == "csr" and tensor.is_layout(csr_layout()):
-        return sp.csr_array(
-            (tensor.values, tensor.coordinates[1], tensor.positions[1]), shape=tensor.shape
-        )
-    if format == "csc" and tensor.is_layout(csc_layout()):
-        return sp.csc_array(
-            (tensor.values, tensor.coordinates[1], tensor.positions[1]), shape=tensor.shape
-        )
-    if format == "bsr" and tensor.is_layout(bsr_layout(blocks)):
-        data = tensor.values.reshape(-1, *blocks)
-        return sp.bsr_array((data, tensor.coordinates[1], tensor.positions[1]), shape=tensor.shape)
+    if format in ("csr", "csc", "bsr"):
+        own = {"csr": csr_layout(), "csc": csc_layout(), "bsr": bsr_layout(blocks)}[format]
+        if tensor.is_layout(own):
+            # The tensor's own arrays: the one compressed level holds indptr and indices.
+            k = next(i for i, lvl in enumerate(tensor.levels) if lvl.format is COMPRESSED)
+            data = tensor.values.reshape(-1, *blocks) if format == "bsr" else tensor.values
+            cls = getattr(sp, f"{format}_array")
+            return cls((data, tensor.coordinates[k], tensor.positions[k]), shape=tensor.shape)
     coords, values = tensor.coo()
     coo = sp.coo_array((values, (coords[:, 0], coords[:, 1])), shape=tensor.shape)
     if format == "coo":

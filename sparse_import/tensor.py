@@ -200,8 +200,15 @@ class SparseTensor:
         return "(" + ", ".join(str(lvl) for lvl in self.levels) + ")"
 
     def is_layout(self, levels: tuple[Level, ...]) -> bool:
-        """Whether this tensor is stored with exactly ``levels``."""
-        return self.levels == tuple(levels)
+        """Whether this tensor is stored as ``levels`` describe, up to trivial block splits.
+
+        ``d floordiv 1`` equals ``d`` and a dense ``d mod 1`` level stores nothing, so
+        TFLite's ``(d0 : dense, d1 floordiv 4 : compressed, d1 mod 4 : dense)`` is
+        ``bsr_layout((1, 4))``.
+        """
+        from .layouts import canonical
+
+        return canonical(self.levels) == canonical(tuple(levels))
 
     # ----------------------------------------------------------------- validation
     def validate(self) -> _checks.LayoutInfo:

@@ -118,3 +118,32 @@ def test_large_conversion(rng):
     # Timing targets live in benchmarks/; this checks the same conversion for correctness.
     m = sp.random_array((2048, 2048), density=0.1, format="csr", rng=rng, dtype=np.float32)
     np.testing.assert_array_equal(from_scipy(m).to_dense(), m.toarray())
+
+
+@pytest.mark.parametrize("block", [(1, 4), (4, 1), (2, 4), (1, 1)])
+def test_bsr_layout_is_canonical_and_round_trips(block):
+    m = _random("array", "bsr", (8, 12), 0.4, np.float32, seed=5).tobsr(blocksize=block)
+    t = from_scipy(m)
+    assert t.levels == bsr_layout(block)
+    assert len(t.levels) == 2 + (block[0] > 1) + (block[1] > 1)
+    out = t.to_scipy("bsr")
+    assert out.blocksize == block and np.shares_memory(out.data, t.values)
+    np.testing.assert_array_equal(out.toarray(), m.toarray())
+
+
+def test_trivial_block_splits_match_canonical_layouts():
+    from sparse_import import Level, LevelFormat, LevelPart
+
+    dense = np.arange(24, dtype=np.float32).reshape(4, 6) % 4
+    # d0 split by 1 (as TFLite may write a block map of [0, 1] with sizes 1 and 3)
+    spelled = (
+        Level(0, LevelFormat.DENSE, LevelPart.BLOCK, 1),
+        Level(0, LevelFormat.DENSE, LevelPart.ELEMENT, 1),
+        Level(1, LevelFormat.COMPRESSED, LevelPart.BLOCK, 3),
+        Level(1, LevelFormat.DENSE, LevelPart.ELEMENT, 3),
+    )
+    t = SparseTensor.from_dense(dense, spelled)
+    assert t.is_layout(bsr_layout((1, 3)))
+    out = t.to_scipy("bsr")
+    assert out.blocksize == (1, 3) and np.shares_memory(out.data, t.values)
+    np.testing.assert_array_equal(out.toarray(), dense)
