@@ -1,0 +1,94 @@
+"""Terminal output of the command line: aligned tables, byte sizes, a progress line.
+
+Examples
+--------
+>>> from sparse_import._format import format_table, human_bytes
+>>> human_bytes(25_000)
+'24.4 KiB'
+>>> print(format_table(["name", "bytes"], [["fc1", "1 KiB"], ["fc2.weight", "12 KiB"]], "lr"))
+name         bytes
+----------  ------
+fc1          1 KiB
+fc2.weight  12 KiB
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TextIO
+
+__all__ = ["format_table", "human_bytes", "progress"]
+
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def human_bytes(n: float) -> str:
+    """``n`` bytes in binary units: ``"512 B"``, ``"24.4 KiB"``, ``"3.1 MiB"``."""
+    value = float(n)
+    for unit in _UNITS:
+        if abs(value) < 1024 or unit == _UNITS[-1]:
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> str:
+    """Rows of text as columns padded to equal width, under a header and a dashed rule.
+
+    Parameters
+    ----------
+    headers : sequence of str
+    rows : sequence of sequence of str
+        Each as long as ``headers``.
+    align : str
+        One letter per column, ``"l"`` or ``"r"``; missing letters mean ``"l"``.
+    """
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
+    align = align.ljust(len(headers), "l")
+
+    def line(cells: Sequence[str]) -> str:
+        padded = (
+            str(c).rjust(w) if a == "r" else str(c).ljust(w)
+            for c, w, a in zip(cells, widths, align, strict=True)
+        )
+        return "  ".join(padded).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+@contextmanager
+def progress(stream: TextIO, label: str) -> Iterator[None]:
+    """Show ``label`` while the body runs, then how long it took.
+
+    On a terminal a spinner and the elapsed seconds are redrawn in place; elsewhere (a pipe, a
+    log) one line ``label ... 1.2 s`` is written when the body ends.
+    """
+    start = time.perf_counter()
+    live = stream.isatty()
+    done = threading.Event()
+
+    def spin() -> None:
+        for frame in itertools.cycle("|/-\\"):
+            stream.write(f"\r{frame} {label} {time.perf_counter() - start:5.1f} s")
+            stream.flush()
+            if done.wait(0.1):
+                return
+
+    spinner = threading.Thread(target=spin, daemon=True) if live else None
+    if spinner:
+        spinner.start()
+    outcome = "failed after "
+    try:
+        yield
+        outcome = ""
+    finally:
+        done.set()
+        if spinner:
+            spinner.join()
+            stream.write("\r\x1b[K")  # back to the line start, clear it
+        stream.write(f"  {label} ... {outcome}{time.perf_counter() - start:.1f} s\n")
+        stream.flush()
