@@ -33,6 +33,11 @@ def _dim_strides(shape: tuple[int, ...]) -> list[int]:
 
 def linear_offsets(t: SparseTensor) -> np.ndarray:
     """Row-major dense offset of every stored value, in storage order; shape ``(nnz,)``."""
+    if not t.nnz:
+        # A dimension of size 0 empties the tensor, but the levels above it could still
+        # broadcast over a huge sibling dimension; with values stored, every intermediate
+        # count is bounded by a stored buffer.
+        return np.zeros(0, dtype=np.int64)
     strides = _dim_strides(t.shape)
     offsets = np.zeros(1, dtype=np.int64)
     for lvl, pos, crd in zip(t.levels, t.positions, t.coordinates, strict=True):
@@ -57,9 +62,19 @@ def _is_row_major_dense(t: SparseTensor) -> bool:
 
 
 def _has_duplicates(t: SparseTensor) -> bool:
-    return any(not lvl.unique for lvl in t.levels) and not all(
-        lvl.unique for lvl in t.levels if lvl.format is LevelFormat.SINGLETON
-    )
+    """Whether two stored values may share a dense position (they are then summed).
+
+    A non-unique level allows it, unless only singleton levels follow it and the last of them
+    is unique: COO, whose full coordinate tuples ``validate`` checks to be unique.
+    """
+    for k, lvl in enumerate(t.levels):
+        rest = t.levels[k + 1 :]
+        coo_tail = (
+            bool(rest) and rest[-1].unique and all(r.format is LevelFormat.SINGLETON for r in rest)
+        )
+        if not lvl.unique and not coo_tail:
+            return True
+    return False
 
 
 def to_dense(t: SparseTensor) -> np.ndarray:

@@ -1,0 +1,30 @@
+"""The shared Relay backend: lower each sparse weight to a dense constant or TVM's sparse kernels.
+
+- :func:`lower`: ``ImportedModel -> (mod, params, decisions)`` in mode ``"dense"``,
+  ``"sparse"`` or ``"auto"``; :func:`inspect_rows` reports the decisions per weight.
+- :mod:`.single_layer`: the module ``y = nn.dense(x, W)`` for one SciPy / IR weight matrix.
+- :mod:`.cost`: the measured latency model ``auto`` chooses with.
+- :mod:`.build`: compile and run a module on the CPU (TopHub switched off).
+
+The backend knows no file format: it sees Relay, parameters, and the IR of each sparse weight.
+"""
+
+from __future__ import annotations
+
+from . import cost, single_layer
+from .build import Timing, build, run, time_module
+from .decide import Decision
+from .lowering import MODES, inspect_rows, lower
+
+__all__ = [
+    "MODES",
+    "Decision",
+    "Timing",
+    "build",
+    "cost",
+    "inspect_rows",
+    "lower",
+    "run",
+    "single_layer",
+    "time_module",
+]

@@ -1,0 +1,171 @@
+"""Compressed weight operands of TVM's ``nn.sparse_dense`` and ``nn.sparse_conv2d``.
+
+TVM takes a sparse weight as three arrays: ``data`` (``(nnz,)`` for CSR, ``(nblocks, r, c)``
+for BSR), ``indices`` (column of each value / block) and ``indptr`` (row / block-row pointers).
+This module turns a SciPy CSR/BSR matrix into those arrays and builds the Relay calls on them.
+The arrays become Relay parameters (free variables bound at build time), so the module's
+``params`` carry only compressed data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+from tvm import relay
+from tvm.relay.op.nn import _make as _nn_make  # nn.sparse_conv2d has no Python wrapper
+
+__all__ = ["SparseOperand", "sparse_conv2d_expr", "sparse_dense_expr"]
+
+_POINTER_DTYPE = np.dtype(np.int32)
+
+
+def _index_dtype(block_cols: int) -> np.dtype:
+    """uint16 column indices when they fit (TVM reads any integer dtype; 2 bytes less per
+    entry, measured no slower), else int32."""
+    return np.dtype(np.uint16) if block_cols <= 2**16 else np.dtype(np.int32)
+
+
+@dataclass(frozen=True)
+class SparseOperand:
+    """The three arrays TVM reads a sparse ``(units, in)`` weight from.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        ``(nnz,)`` values (CSR) or ``(nblocks, r, c)`` blocks (BSR).
+    indices : numpy.ndarray
+        ``(nnz,)`` or ``(nblocks,)`` column (block column) of each entry: uint16 when the
+        block columns fit, else int32.
+    indptr : numpy.ndarray
+        ``(units + 1,)`` or ``(units // r + 1,)`` int32 row (block row) pointers.
+    shape : tuple[int, int]
+        ``(units, in)`` of the weight.
+    """
+
+    data: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+    shape: tuple[int, int]
+
+    @property
+    def format(self) -> Literal["csr", "bsr"]:
+        """``"csr"`` or ``"bsr"``, from the rank of ``data``."""
+        return "bsr" if self.data.ndim == 3 else "csr"
+
+    @property
+    def block(self) -> tuple[int, int]:
+        """Block shape ``(r, c)``; ``(1, 1)`` for CSR."""
+        return (1, 1) if self.data.ndim == 1 else tuple(int(n) for n in self.data.shape[1:])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the three arrays together."""
+        return int(self.data.nbytes + self.indices.nbytes + self.indptr.nbytes)
+
+    @classmethod
+    def from_scipy(cls, matrix: sp.csr_matrix | sp.bsr_matrix) -> SparseOperand:
+        """Take the arrays of a SciPy CSR or BSR matrix (explicit zeros are kept).
+
+        Parameters
+        ----------
+        matrix : scipy.sparse.csr_matrix | scipy.sparse.bsr_matrix
+            Weight of shape ``(units, in)``; BSR becomes TVM's BSR with the same block shape.
+
+        Returns
+        -------
+        SparseOperand
+        """
+        if matrix.format not in ("csr", "bsr"):
+            raise ValueError(f"expected a CSR or BSR matrix, got format {matrix.format!r}")
+        shape = (int(matrix.shape[0]), int(matrix.shape[1]))
+        if matrix.format == "bsr" and matrix.blocksize == (1, 1):
+            matrix = matrix.tocsr()
+        block_cols = shape[1] // (matrix.blocksize[1] if matrix.format == "bsr" else 1)
+        if matrix.nnz and matrix.indptr[-1] > np.iinfo(_POINTER_DTYPE).max:
+            raise ValueError(f"{matrix.nnz} stored entries do not fit TVM's int32 pointers")
+        return cls(
+            data=np.ascontiguousarray(matrix.data),
+            indices=np.ascontiguousarray(matrix.indices, dtype=_index_dtype(block_cols)),
+            indptr=np.ascontiguousarray(matrix.indptr, dtype=_POINTER_DTYPE),
+            shape=shape,
+        )
+
+    def params(self, prefix: str) -> dict[str, np.ndarray]:
+        """Parameter dict ``{prefix.data, prefix.indices, prefix.indptr}``."""
+        return {
+            f"{prefix}.data": self.data,
+            f"{prefix}.indices": self.indices,
+            f"{prefix}.indptr": self.indptr,
+        }
+
+    def variables(self, prefix: str) -> tuple[relay.Var, relay.Var, relay.Var]:
+        """Relay variables named as in :meth:`params`, typed from the arrays."""
+        return tuple(
+            relay.var(name, shape=value.shape, dtype=str(value.dtype))
+            for name, value in self.params(prefix).items()
+        )
+
+
+def sparse_dense_expr(
+    x: relay.Expr, operand: SparseOperand, prefix: str, *, sparse_lhs: bool = False
+) -> tuple[relay.Expr, dict[str, np.ndarray]]:
+    """Build ``y = x @ W.T`` with ``W`` sparse, for a rank-2 ``x``.
+
+    Parameters
+    ----------
+    x : relay.Expr
+        ``(batch, in)`` input.
+    operand : SparseOperand
+        Compressed ``W`` of shape ``(units, in)``.
+    prefix : str
+        Name prefix of the new parameters.
+    sparse_lhs : bool, optional
+        Compute ``(W @ x.T).T`` with TVM's sparse-left-hand-side kernel instead of the default
+        ``x @ W.T`` kernel (same result; TVM schedules the two differently on x86).
+
+    Returns
+    -------
+    tuple[relay.Expr, dict[str, numpy.ndarray]]
+        The ``(batch, units)`` ``nn.sparse_dense`` call and the parameters it reads.
+    """
+    call = relay.nn.sparse_dense(x, operand.variables(prefix), sparse_lhs=sparse_lhs)
+    if sparse_lhs:
+        call = relay.transpose(call, axes=(1, 0))
+    return call, operand.params(prefix)
+
+
+def sparse_conv2d_expr(
+    x: relay.Expr, operand: SparseOperand, prefix: str, *, layout: str, kernel_size: int
+) -> tuple[relay.Expr, dict[str, np.ndarray]]:
+    """Build TVM's ``nn.sparse_conv2d`` (stride 1, same padding) with a BSR/CSR weight.
+
+    Parameters
+    ----------
+    x : relay.Expr
+        ``(n, h, w, in)`` (NHWC) or ``(n, in, h, w)`` (NCHW) input.
+    operand : SparseOperand
+        Compressed weight matrix ``(out, kh * kw * in)`` in the column order of TVM's kernel
+        (``(kh, kw, in)`` for NHWC, ``(in, kh, kw)`` for NCHW).
+    prefix : str
+        Name prefix of the new parameters.
+    layout : str
+        ``"NHWC"`` or ``"NCHW"``.
+    kernel_size : int
+        1 or 3.
+
+    Returns
+    -------
+    tuple[relay.Expr, dict[str, numpy.ndarray]]
+        The convolution call and the parameters it reads.
+    """
+    params = operand.params(prefix)
+    if operand.data.ndim == 1:  # TVM's convolutions read CSR as BSR with 1x1 blocks
+        params[f"{prefix}.data"] = operand.data.reshape(-1, 1, 1)
+    data, indices, indptr = (
+        relay.var(name, shape=value.shape, dtype=str(value.dtype)) for name, value in params.items()
+    )
+    call = _nn_make.sparse_conv2d(x, data, indices, indptr, layout, [kernel_size, kernel_size])
+    return call, params

@@ -1,0 +1,180 @@
+"""Classify the uses of a sparse weight: which can run on TVM's sparse kernels, and why not.
+
+A use becomes a :class:`Site` when its consumer is a matrix product TVM can run with a sparse
+right-hand side (``nn.dense``, ``nn.matmul``) or a convolution TVM's ``nn.sparse_conv2d``
+computes: 1x1 (NHWC/HWIO or NCHW/OIHW), or 3x3 with stride 1 and same padding (NHWC/HWIO with
+any block, NCHW/OIHW with blocks one column wide). Every other use yields the reason it keeps
+the weight dense.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import tvm
+from tvm import relay
+
+from sparse_import.tensor import SparseTensor
+
+from . import matrix
+from .uses import Use, op_name
+
+__all__ = ["Site", "classify"]
+
+SPARSE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # checked against TVM 0.19's kernels
+
+
+@dataclass(frozen=True, eq=False)
+class Site:
+    """A use that TVM's sparse kernels can compute.
+
+    Attributes
+    ----------
+    use : Use
+        The path from the weight to its consumer.
+    matrix : SparseTensor
+        The ``(units, in)`` weight matrix of ``y = x @ matrix.T``, in the IR.
+    data_shape : tuple[int | None, ...]
+        Shape of the consumer's other input (``None`` for a dynamic dimension).
+    conv : tuple[str, int] | None
+        ``(data_layout, kernel_size)`` for a convolution, ``None`` for a matrix product.
+    """
+
+    use: Use
+    matrix: SparseTensor
+    data_shape: tuple[int | None, ...]
+    conv: tuple[str, int] | None = None
+
+    @property
+    def batch(self) -> int | None:
+        """Rows of ``x`` in ``x @ matrix.T``: leading dims (pixels for a convolution)."""
+        if self.conv is None:
+            lead = self.data_shape[:-1]
+        elif self.conv[0] == "NHWC":
+            lead = self.data_shape[:3]
+        else:
+            lead = (self.data_shape[0], *self.data_shape[2:])
+        return None if any(d is None for d in lead) else math.prod(lead)
+
+    def allows(self, block: tuple[int, int]) -> bool:
+        """Whether TVM's kernel for this site takes a BSR weight with ``block`` tiles."""
+        rows, cols = self.matrix.shape
+        if rows % block[0] or cols % block[1]:
+            return False
+        return self.conv != ("NCHW", 3) or block[1] == 1  # TVM asserts one-column blocks there
+
+
+def _shape(expr: relay.Expr) -> tuple[int | None, ...]:
+    """Static shape of a type-inferred expression, ``None`` for each dynamic dimension."""
+    return tuple(int(d) if isinstance(d, tvm.tir.IntImm) else None for d in expr.checked_type.shape)
+
+
+def _view(tensor: SparseTensor, chain: tuple[relay.Call, ...]) -> SparseTensor:
+    """Apply the view operators of ``chain`` to the IR tensor."""
+    for call in chain:
+        name = op_name(call)
+        if name == "transpose":
+            axes = call.attrs.axes
+            tensor = tensor.transpose(None if axes is None else tuple(int(a) for a in axes))
+        elif name == "cast":
+            tensor = tensor.astype(str(call.attrs.dtype))
+        else:
+            tensor = matrix.reshape(tensor, _shape(call))
+    return tensor
+
+
+def _dtype_reason(data: relay.Expr, weight: SparseTensor, out_dtype: str) -> str | None:
+    data_dtype = np.dtype(data.checked_type.dtype)
+    if weight.dtype.kind in "iu":
+        return f"{weight.dtype} weight: TVM has no sparse {weight.dtype} kernel"
+    if weight.dtype not in SPARSE_DTYPES or data_dtype != weight.dtype:
+        return (
+            f"{weight.dtype} weight with {data_dtype} input: TVM's sparse kernels are used "
+            "with float32 or float64 weights and inputs of the same dtype"
+        )
+    if out_dtype not in ("", str(data_dtype)):
+        return f"output dtype {out_dtype} differs from the input dtype {data_dtype}"
+    return None
+
+
+def _conv_reason(attrs: relay.Expr) -> str | None:
+    kernel = tuple(int(k) for k in attrs.kernel_size)
+    layouts = (str(attrs.data_layout), str(attrs.kernel_layout))
+    ok_layouts = {("NHWC", "HWIO"), ("NCHW", "OIHW")}
+    pad = 0 if kernel == (1, 1) else 1
+    checks = (
+        (kernel in ((1, 1), (3, 3)), f"kernel {kernel}"),
+        (layouts in ok_layouts, f"layouts {layouts[0]}/{layouts[1]}"),
+        (tuple(int(s) for s in attrs.strides) == (1, 1), f"strides {tuple(attrs.strides)}"),
+        (tuple(int(d) for d in attrs.dilation) == (1, 1), f"dilation {tuple(attrs.dilation)}"),
+        (int(attrs.groups) == 1, f"groups {attrs.groups}"),
+        (all(int(p) == pad for p in attrs.padding), f"padding {tuple(attrs.padding)}"),
+    )
+    failed = [what for ok, what in checks if not ok]
+    if failed:
+        return (
+            f"nn.conv2d with {', '.join(failed)}: TVM's sparse_conv2d computes 1x1 and 3x3 "
+            "convolutions (NHWC/HWIO or NCHW/OIHW) with stride 1, dilation 1, one group and "
+            "same padding"
+        )
+    return None
+
+
+def _conv_matrix(weight: SparseTensor, kernel_layout: str) -> SparseTensor:
+    """The ``(out, kh * kw * in)`` matrix of TVM's sparse_conv2d.
+
+    Columns run over ``(kh, kw, in)`` for an HWIO kernel (TVM's NHWC im2col order) and over
+    ``(in, kh, kw)`` for OIHW (its NCHW order).
+    """
+    if kernel_layout == "HWIO":
+        weight = weight.transpose((3, 0, 1, 2))
+    return matrix.reshape(weight, (weight.shape[0], math.prod(weight.shape[1:])))
+
+
+def classify(use: Use, tensor: SparseTensor) -> Site | str:
+    """A :class:`Site` for a use TVM's sparse kernels compute, else the reason it stays dense.
+
+    Parameters
+    ----------
+    use : Use
+        From :func:`~sparse_import.backend.uses.find_uses` on a type-inferred function.
+    tensor : SparseTensor
+        The weight as the parameter holds it (``SparseWeight.tensor``).
+
+    Returns
+    -------
+    Site | str
+    """
+    name = use.op_name
+    call = use.consumer
+    if name in ("qnn.dense", "qnn.conv2d", "qnn.batch_matmul"):
+        return f"quantized {name}: TVM has no sparse int8 kernel"
+    if call is None:
+        return "is the result of the Relay function, not read by a matrix product"
+    if op_name(call) is None:
+        return f"read by a {name} expression (a model output, say), not by a matrix product"
+    if name not in ("nn.dense", "nn.matmul", "nn.conv2d") or use.arg != 1:
+        return f"read by {name} (argument {use.arg}), which has no sparse kernel"
+    weight = _view(tensor, use.chain)
+    data = call.args[0]
+    reason = _dtype_reason(data, weight, str(call.attrs.out_dtype))
+    if reason:
+        return reason
+    if name == "nn.conv2d":
+        reason = _conv_reason(call.attrs)
+        if reason:
+            return reason
+        layout = str(call.attrs.data_layout)
+        conv = (layout, int(call.attrs.kernel_size[0]))
+        return Site(use, _conv_matrix(weight, str(call.attrs.kernel_layout)), _shape(data), conv)
+    if name == "nn.matmul":
+        if call.attrs.transpose_a:
+            return "nn.matmul with transpose_a: TVM's sparse_dense needs x @ W.T"
+        if not call.attrs.transpose_b:
+            weight = weight.transpose()
+    shape = _shape(data)
+    if len(shape) < 2 or sum(d is None for d in shape[:-1]) > 1:
+        return f"{name} input of shape {shape}: needs rank >= 2 with at most one dynamic dimension"
+    return Site(use, weight, shape)
