@@ -17,7 +17,7 @@ from .errors import SparseFormatError
 from .levels import Level, LevelFormat, LevelPart
 
 if TYPE_CHECKING:
-    from .tensor import SparseTensor
+    from .tensor import Quantization, SparseTensor
 
 COMPRESSED, SINGLETON, DENSE = LevelFormat.COMPRESSED, LevelFormat.SINGLETON, LevelFormat.DENSE
 
@@ -170,6 +170,25 @@ def check_counts(
     return tuple(counts)
 
 
+def check_quantization(shape: tuple[int, ...], quant: Quantization, label: str) -> None:
+    """Per-channel parameters name a dimension of the tensor and give one scale per channel."""
+    if quant.axis is None:
+        if quant.scale.size != 1:
+            raise SparseFormatError(
+                f"{label}: {quant.scale.size} quantization scales but no quantization axis"
+            )
+        return
+    if not 0 <= quant.axis < len(shape):
+        raise SparseFormatError(
+            f"{label}: quantization axis {quant.axis} is out of range for rank {len(shape)}"
+        )
+    if quant.scale.size not in (1, shape[quant.axis]):
+        raise SparseFormatError(
+            f"{label}: {quant.scale.size} quantization scales for dimension {quant.axis} of "
+            f"size {shape[quant.axis]}"
+        )
+
+
 def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
@@ -216,9 +235,12 @@ def full_check(t: SparseTensor) -> LayoutInfo:
             chain = [crd]
         else:
             chain = [*chain, crd] if starts is not None else []
-        if starts is None or not lvl.ordered:
+        if starts is None:
             continue
-        _check_order(chain, starts, lvl, k, label)
+        if lvl.ordered:
+            _check_order(chain, starts, lvl, k, label)
+        elif lvl.unique:
+            _check_unique(chain, starts, lvl, k, label)
     return LayoutInfo(t.nnz, counts, t.level_sizes, t.block_shape)
 
 
@@ -242,4 +264,28 @@ def _check_order(
         raise SparseFormatError(
             f"{label}: level {k} ({lvl}): coordinates are not {rule} at position {i + 1}: "
             f"{shown[0]} then {shown[1]}"
+        )
+
+
+def _check_unique(
+    chain: list[np.ndarray], starts: np.ndarray, lvl: Level, k: int, label: str
+) -> None:
+    """An unordered but unique level: no coordinate tuple repeats within a segment."""
+    n = chain[-1].shape[0]
+    if n < 2:
+        return
+    segment = np.cumsum(starts) - 1
+    order = np.lexsort([*(c for c in reversed(chain)), segment])
+    keys = [segment, *chain]
+    same = np.ones(n - 1, dtype=bool)
+    for key in keys:
+        sorted_key = key[order]
+        same &= sorted_key[1:] == sorted_key[:-1]
+    if same.any():
+        first, second = sorted(int(i) for i in order[[_first(same), _first(same) + 1]])
+        shown = tuple(int(c[first]) for c in chain)
+        shown_text = shown[0] if len(shown) == 1 else shown
+        raise SparseFormatError(
+            f"{label}: level {k} ({lvl}): duplicate coordinate {shown_text} in one segment at "
+            f"positions {first} and {second} of a unique level"
         )

@@ -137,6 +137,8 @@ class SparseTensor:
         object.__setattr__(self, "positions", positions)
         object.__setattr__(self, "coordinates", coordinates)
         _checks.check_counts(shape, levels, positions, coordinates, values, label)
+        if self.quantization is not None:
+            _checks.check_quantization(shape, self.quantization, label)
 
     # ----------------------------------------------------------------- derived facts
     @property

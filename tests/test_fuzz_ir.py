@@ -238,11 +238,6 @@ def test_within_the_limit_to_dense_still_refuses_a_smaller_budget():
     assert _peak_bytes(lambda: t.to_dense(max_bytes=2**20)) < 64 * 1024
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (IR _checks): validate() checks uniqueness only through the order check, so a "
-    "unique but unordered level may hold duplicates, and to_dense keeps only the last",
-)
 def test_unique_unordered_level_rejects_duplicates():
     levels = (Level(0), Level(1, LevelFormat.COMPRESSED, ordered=False))
     t = SparseTensor(

@@ -526,9 +526,7 @@ def relayout(case: Case, choose: Chooser) -> str:
     k = choose.integer(0, len(case.levels) - 1)
     levels = list(case.levels)
     ordered = flag(choose)
-    # unique but unordered is left out while validate() does not check it (pinned by
-    # test_fuzz_ir.py::test_unique_unordered_level_rejects_duplicates)
-    unique = ordered and flag(choose)
+    unique = flag(choose)
     levels[k] = replace(
         levels[k], format=pick(choose, list(LevelFormat)), unique=unique, ordered=ordered
     )
