@@ -250,21 +250,32 @@ def _check_order(
     """Within each segment, coordinate tuples of the chain increase (strictly when unique)."""
     if chain[-1].shape[0] < 2:
         return
+    same_segment = ~starts[1:]
+    if len(chain) == 1:  # one compressed level: one pass over the coordinate differences
+        step = np.diff(chain[0].astype(np.int64, copy=False))
+        bad = same_segment & ((step <= 0) if lvl.unique else (step < 0))
+        if bad.any():
+            _order_error(chain, bad, lvl, k, label)
+        return
     cmp = np.zeros(chain[-1].shape[0] - 1, dtype=np.int8)
     for crd in reversed(chain):
         step = np.sign(np.diff(crd.astype(np.int64))).astype(np.int8)
         cmp = np.where(step != 0, step, cmp)
-    same_segment = ~starts[1:]
     bad = same_segment & ((cmp <= 0) if lvl.unique else (cmp < 0))
     if bad.any():
-        i = _first(bad)
-        tuples = [tuple(int(c[j]) for c in chain) for j in (i, i + 1)]
-        shown = [t[0] if len(t) == 1 else t for t in tuples]
-        rule = "strictly increasing" if lvl.unique else "non-decreasing"
-        raise SparseFormatError(
-            f"{label}: level {k} ({lvl}): coordinates are not {rule} at position {i + 1}: "
-            f"{shown[0]} then {shown[1]}"
-        )
+        _order_error(chain, bad, lvl, k, label)
+
+
+def _order_error(chain: list[np.ndarray], bad: np.ndarray, lvl: Level, k: int, label: str) -> None:
+    """Raise for the first out-of-order pair that ``bad`` marks."""
+    i = _first(bad)
+    tuples = [tuple(int(c[j]) for c in chain) for j in (i, i + 1)]
+    shown = [t[0] if len(t) == 1 else t for t in tuples]
+    rule = "strictly increasing" if lvl.unique else "non-decreasing"
+    raise SparseFormatError(
+        f"{label}: level {k} ({lvl}): coordinates are not {rule} at position {i + 1}: "
+        f"{shown[0]} then {shown[1]}"
+    )
 
 
 def _check_unique(
