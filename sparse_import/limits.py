@@ -2,7 +2,9 @@
 
 A sparse tensor declares its dense shape; a crafted file can declare an enormous one with a
 handful of stored values. Every :class:`~sparse_import.SparseTensor` checks its dense size against
-this limit when it is constructed, before anything of that size is allocated.
+this limit when it is constructed, before anything of that size is allocated, and the adapters
+check the sum over all sparse tensors of one model (:func:`check_model_total`) before they
+densify any of them, so many tensors each under the limit cannot add up to a bomb either.
 
 The limit comes from, in order: :func:`set_dense_byte_limit`, the environment variable
 ``SPARSE_IMPORT_MAX_DENSE_BYTES``, the default of 4 GiB.
@@ -12,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 DEFAULT_DENSE_BYTE_LIMIT = 4 * 1024**3
 _ENV = "SPARSE_IMPORT_MAX_DENSE_BYTES"
@@ -62,3 +65,32 @@ def dense_byte_limit(limit: int | None) -> Iterator[None]:
         yield
     finally:
         _override = previous
+
+
+def check_model_total(tensors: Iterable[Any], model: str = "model") -> None:
+    """Refuse a model whose sparse tensors together densify past the dense byte limit.
+
+    Parameters
+    ----------
+    tensors : iterable of SparseTensor
+        Every sparse tensor of one model (each counted once).
+    model : str
+        How error messages name the model.
+
+    Raises
+    ------
+    DenseLimitError
+        Naming the model, the total and the largest tensor; nothing has been densified yet.
+    """
+    from .errors import DenseLimitError
+
+    tensors = list(tensors)
+    total = sum(t.dense_nbytes for t in tensors)
+    limit = get_dense_byte_limit()
+    if total > limit:
+        largest = max(tensors, key=lambda t: t.dense_nbytes)
+        raise DenseLimitError(
+            f"{model}: its {len(tensors)} sparse tensors need {total} bytes dense together, over "
+            f"the dense byte limit of {limit} bytes (largest: {largest.name!r}, "
+            f"{largest.dense_nbytes} bytes)"
+        )

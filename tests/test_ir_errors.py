@@ -394,3 +394,19 @@ def test_tflite_field_errors(fields, error, message):
         base["values"] = np.ones(len(base["dim_metadata"][-1]["array_indices"]), np.float32)
     with pytest.raises(error, match=message):
         from_tflite_params(**base)
+
+
+def test_model_total_is_bounded_by_the_limit():
+    from sparse_import.limits import check_model_total
+
+    tensors = [csr([0, 1, 1, 1], [0], name=f"w{i}") for i in range(3)]  # 48 bytes dense each
+    with sparse_import.dense_byte_limit(144):
+        check_model_total(tensors)
+    with sparse_import.dense_byte_limit(100):
+        with pytest.raises(
+            DenseLimitError,
+            match=r"model: its 3 sparse tensors need 144 bytes "
+            r"dense together, over the dense byte limit of "
+            r"100 bytes \(largest: 'w0', 48 bytes\)",
+        ):
+            check_model_total(tensors)
