@@ -140,10 +140,6 @@ def test_onnx_sparse_tensor_declaring_a_huge_tensor():
     TALLY.add("onnx", "rejected")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (ONNX adapter): external values are read in full before the NNZ check",
-)
 def test_onnx_values_larger_than_the_dense_form_are_refused_before_reading(tmp_path):
     """External values: 64 MiB of (sparse-file) zeros for a 10 x 10 tensor. The NNZ the
     values' dims declare exceeds the dense size: refused from the dims alone, never read."""

@@ -79,9 +79,6 @@ def test_external_values_must_stay_inside_the_model_directory(model_dir, locatio
     )
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG (ONNX adapter): a NUL byte in the location escapes as ValueError"
-)
 def test_external_location_with_a_nul_byte(model_dir):
     sparse = helper.make_sparse_tensor(
         _external("w", [3], location="values.bin\x00x"), INDICES, [3, 3]

@@ -1,7 +1,9 @@
 """ONNX models with sparse weights through TVM's ONNX frontend, compared with onnxruntime.
 
 Every fixture of ``fixtures/onnx/make_models.py`` is imported once per module, built for
-``llvm`` and run on the same inputs as onnxruntime (graph optimizations off).
+``llvm`` and run on the same inputs as onnxruntime (graph optimizations off), with the
+agreement rule of :func:`sparse_import.verify.compare`. Fixtures the graph executor runs are
+also lowered with ``mode="sparse"`` and ``mode="auto"`` and checked the same way.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from tvm import relay
 
 import sparse_import
 from sparse_import import SparseFormatError, UnsupportedModelError, UnsupportedSparsityError
+from sparse_import.backend import Decision, lower
 from sparse_import.backend.build import build, run
 from sparse_import.imported import ImportedModel
+from sparse_import.verify import OnnxRuntimeOracle, TensorSpec, compare
 
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location(
@@ -35,14 +39,10 @@ models = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(models)
 
 NAMES = [*models.IN_MEMORY, "external"]
-
-
-def relative_error(got: np.ndarray, expected: np.ndarray) -> float:
-    """``max|got - expected| / max|expected|`` in float64 (0 when both are all zeros)."""
-    got, expected = got.astype(np.float64), expected.astype(np.float64)
-    scale = np.abs(expected).max()
-    diff = np.abs(got - expected).max()
-    return float(diff / scale) if scale else float(diff)
+VM_NAMES = {"control_flow"}  # If/Loop: the Relay VM, not the graph executor
+GRAPH_NAMES = [name for name in NAMES if name not in VM_NAMES]
+LOWERED_MODES = ("sparse", "auto")
+SPARSE_DENSE_NAMES = {"mlp", "gemm", "external"}  # MatMul and Gemm weights: nn.sparse_dense
 
 
 def run_tvm(imported: ImportedModel, inputs_list, control_flow: bool) -> list[list[np.ndarray]]:
@@ -62,37 +62,74 @@ def run_tvm(imported: ImportedModel, inputs_list, control_flow: bool) -> list[li
     return outputs
 
 
+def assert_agrees(
+    got_all: list[np.ndarray],
+    expected_all: list[np.ndarray],
+    specs: tuple[TensorSpec, ...],
+    rtol: float,
+) -> None:
+    """Each output within :func:`~sparse_import.verify.tolerance` of the oracle's and within
+    the fixture's ``rtol``, of the oracle's shape and dtype, on outputs that are not all zeros
+    (so the comparison can fail)."""
+    for check, got, expected in zip(
+        compare(got_all, expected_all, specs), got_all, expected_all, strict=True
+    ):
+        assert got.shape == expected.shape and got.dtype == expected.dtype, check.name
+        assert check.rule == "relative" and check.ok, check
+        assert check.error <= rtol, check
+        assert np.abs(expected).max() > 0  # a comparison that can fail
+
+
 @dataclass
 class Case:
     fixture: object
     imported: ImportedModel
-    tvm_outputs: list[list[np.ndarray]]
+    specs: tuple[TensorSpec, ...]
     ort_outputs: list[list[np.ndarray]]
+    _tvm_outputs: list[list[np.ndarray]] | None = None
+
+    @property
+    def tvm_outputs(self) -> list[list[np.ndarray]]:
+        """The dense module's outputs, built on first use."""
+        if self._tvm_outputs is None:
+            self._tvm_outputs = run_tvm(
+                self.imported, self.fixture.all_inputs(), self.fixture.control_flow
+            )
+        return self._tvm_outputs
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory) -> dict[str, Case]:
+    """Fixture name -> its imported model and onnxruntime's outputs, made once per module."""
+    made: dict[str, Case] = {}
+
+    def get(name: str) -> Case:
+        if name not in made:
+            if name == "external":
+                fixture = models.external(tmp_path_factory.mktemp("external"))
+            else:
+                fixture = models.IN_MEMORY[name]()
+            oracle = OnnxRuntimeOracle(fixture.model)
+            made[name] = Case(
+                fixture,
+                import_model(fixture.model),
+                oracle.outputs,
+                [oracle.run(inputs) for inputs in fixture.all_inputs()],
+            )
+        return made[name]
+
+    return get
 
 
 @pytest.fixture(scope="module", params=NAMES)
-def case(request, tmp_path_factory) -> Case:
-    if request.param == "external":
-        fixture = models.external(tmp_path_factory.mktemp("external"))
-    else:
-        fixture = models.IN_MEMORY[request.param]()
-    imported = import_model(fixture.model)
-    inputs_list = fixture.all_inputs()
-    return Case(
-        fixture,
-        imported,
-        run_tvm(imported, inputs_list, fixture.control_flow),
-        [models.run_onnxruntime(fixture.model, inputs) for inputs in inputs_list],
-    )
+def case(request, cases) -> Case:
+    return cases(request.param)
 
 
 def test_outputs_match_onnxruntime(case):
+    assert len(case.tvm_outputs) == len(case.ort_outputs)
     for got_all, expected_all in zip(case.tvm_outputs, case.ort_outputs, strict=True):
-        assert len(got_all) == len(expected_all)
-        for got, expected in zip(got_all, expected_all, strict=True):
-            assert got.shape == expected.shape and got.dtype == expected.dtype
-            assert relative_error(got, expected) <= case.fixture.rtol
-            assert np.abs(expected).max() > 0  # a comparison that can fail
+        assert_agrees(got_all, expected_all, case.specs, case.fixture.rtol)
 
 
 def test_sparse_weights_become_named_relay_params(case):
@@ -115,6 +152,102 @@ def test_weights_keep_their_sparsity(case):
     for weight in case.imported.weights:
         assert weight.tensor.nnz == np.count_nonzero(case.imported.params[weight.param])
         assert weight.tensor.density < 1
+
+
+# --------------------------------------------------------------------------- other modes
+@dataclass
+class Lowered:
+    case: Case
+    mode: str
+    mod: tvm.IRModule
+    params: dict
+    decisions: tuple[Decision, ...]
+    outputs: list[list[np.ndarray]]
+
+
+@pytest.fixture(
+    scope="module",
+    params=[(name, mode) for name in GRAPH_NAMES for mode in LOWERED_MODES],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
+def lowered(request, cases) -> Lowered:
+    """A graph-executor fixture lowered with ``mode``, built once and run on every input set."""
+    name, mode = request.param
+    case = cases(name)
+    assert not case.fixture.control_flow
+    mod, params, decisions = lower(case.imported, mode=mode)
+    lib = build(mod, params)
+    outputs = [run(lib, inputs) for inputs in case.fixture.all_inputs()]
+    return Lowered(case, mode, mod, params, decisions, outputs)
+
+
+def test_lowered_outputs_match_onnxruntime(lowered):
+    case = lowered.case
+    assert len(lowered.outputs) == len(case.ort_outputs)
+    for got_all, expected_all in zip(lowered.outputs, case.ort_outputs, strict=True):
+        assert_agrees(got_all, expected_all, case.specs, case.fixture.rtol)
+
+
+def test_lowered_decisions_cover_every_weight(lowered):
+    weights = lowered.case.imported.weights
+    assert [d.param for d in lowered.decisions] == [w.param for w in weights]
+    assert {d.consumer for d in lowered.decisions} <= set(lowered.case.fixture.weights.values())
+    for decision in lowered.decisions:
+        assert decision.lowering in ("dense", "csr", "bsr") and decision.reason
+
+
+def test_weights_lowered_sparse_leave_no_dense_copy(lowered):
+    """No parameter keeps the dense form of a weight the decisions say was compressed (only a
+    weight kept dense may hold that shape, as its own parameter)."""
+    weights = {w.param: w for w in lowered.case.imported.weights}
+    compressed = [d.param for d in lowered.decisions if d.lowering != "dense"]
+    kept = {d.param for d in lowered.decisions if d.lowering == "dense"}
+    dense_shapes = {weights[p].tensor.shape for p in compressed}
+    for param in compressed:
+        assert param not in lowered.params
+        assert {f"{param}.data", f"{param}.indices", f"{param}.indptr"} <= lowered.params.keys()
+    for key, value in lowered.params.items():
+        if key not in kept:
+            assert tuple(value.shape) not in dense_shapes, key
+    for param in kept:
+        np.testing.assert_array_equal(
+            _numpy(lowered.params[param]), lowered.case.imported.params[param]
+        )
+
+
+def _numpy(value) -> np.ndarray:
+    return value.numpy() if isinstance(value, tvm.nd.NDArray) else np.asarray(value)
+
+
+@pytest.mark.parametrize("name", sorted(SPARSE_DENSE_NAMES))
+def test_sparse_mode_computes_matrix_products_with_sparse_dense(name, cases):
+    """MatMul and Gemm (transB and not, with alpha and beta) weight matrices: each one CSR
+    in sparse mode, one ``nn.sparse_dense`` per matrix, no parameter of its dense shape left."""
+    case = cases(name)
+    mod, params, decisions = lower(case.imported, mode="sparse")
+    lowering = {d.param: d.lowering for d in decisions}
+    matrices = [w for w in case.imported.weights if w.tensor.rank == 2]
+    assert {w.consumer for w in matrices} == {"Gemm" if name == "gemm" else "MatMul"}
+    assert len(matrices) == 2 and all(lowering[w.param] == "csr" for w in matrices)
+    text = mod.astext(show_meta_data=False)
+    assert text.count("nn.sparse_dense(") == len(matrices)
+    shapes = {w.tensor.shape for w in matrices}
+    assert not any(tuple(v.shape) in shapes for v in params.values())
+
+
+def test_to_relay_dense_end_to_end(tmp_path):
+    """``sparse_import.to_relay`` on a model path: every weight a dense parameter equal to the
+    IR's dense form, and the built module agrees with onnxruntime."""
+    fixture = models.external(tmp_path)
+    mod, params = sparse_import.to_relay(fixture.model, mode="dense")
+    assert "nn.sparse_dense" not in mod.astext(show_meta_data=False)
+    imported = import_model(fixture.model)
+    assert params.keys() == imported.params.keys()
+    for weight in imported.weights:
+        np.testing.assert_array_equal(_numpy(params[weight.param]), weight.tensor.to_dense())
+    oracle = OnnxRuntimeOracle(fixture.model)
+    got = run(build(mod, params), fixture.inputs)
+    assert_agrees(got, oracle.run(fixture.inputs), oracle.outputs, fixture.rtol)
 
 
 # --------------------------------------------------------------------------- input forms
@@ -171,9 +304,9 @@ def test_embedded_demo_with_symbolic_batch():
     x = np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32)
     imported = import_model(path, shape_dict={"x": x.shape})
     assert sorted(w.consumer for w in imported.weights) == ["Gemm", "MatMul"]
-    (got,) = run(build(imported.mod, imported.params), {"x": x})
-    (expected,) = models.run_onnxruntime(path, {"x": x})
-    assert relative_error(got, expected) <= 1e-5
+    got = run(build(imported.mod, imported.params), {"x": x})
+    oracle = OnnxRuntimeOracle(path)
+    assert_agrees(got, oracle.run({"x": x}), oracle.outputs, 1e-5)
 
 
 def test_a_dense_model_passes_through_to_tvm_unchanged():

@@ -431,3 +431,32 @@ def test_external_data_needs_a_directory(tmp_path):
     match = r"values is stored in the external file 'w.bin'; pass the model as a path, or give"
     with pytest.raises(UnsupportedModelError, match=match):
         from_onnx(sparse)
+
+
+def _refuse_reads(monkeypatch) -> None:
+    def fromfile(*args, **kwargs):
+        raise AssertionError("external data was read")
+
+    monkeypatch.setattr(np, "fromfile", fromfile)
+
+
+def test_external_values_larger_than_the_dense_form_are_not_read(tmp_path, monkeypatch):
+    sparse = _external(make_sparse(np.ones(21, np.float32), np.arange(21), W.shape), tmp_path)
+    _refuse_reads(monkeypatch)
+    match = (
+        r"^sparse tensor 'W': values: dims \(21,\) declare 21 elements, more than the 20 of "
+        r"the dense form \(4, 5\)$"
+    )
+    with pytest.raises(SparseFormatError, match=match):
+        from_onnx(sparse, base_dir=tmp_path)
+
+
+def test_external_indices_of_the_wrong_shape_are_not_read(tmp_path, monkeypatch):
+    indices = np.array([[0, 1], [0, 4], [2, 0], [2, 3], [3, 4], [3, 3]])
+    sparse = make_sparse(np.ones(5, np.float32), indices, W.shape)
+    sparse = _external(sparse, tmp_path)
+    sparse.values.CopyFrom(numpy_helper.from_array(np.ones(5, np.float32), "W"))
+    _refuse_reads(monkeypatch)
+    match = r"^sparse tensor 'W': indices have shape \(6, 2\); expected \(5, 2\) \(\[NNZ, rank\]\)"
+    with pytest.raises(SparseFormatError, match=match):
+        from_onnx(sparse, base_dir=tmp_path)

@@ -14,6 +14,7 @@ tensors; this module reads both kinds, with the same rules:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,13 +53,17 @@ def resolve(base_dir: str | Path | None, location: str, what: str) -> Path:
     Raises
     ------
     UnsupportedModelError
-        No ``base_dir`` (a model given as bytes or a ``ModelProto``), an absolute location, one
-        that resolves outside ``base_dir``, or a missing file.
+        No ``base_dir`` (a model given as bytes or a ``ModelProto``), a location holding a NUL
+        byte, an absolute location, one that resolves outside ``base_dir``, or a missing file.
     """
     if base_dir is None:
         raise UnsupportedModelError(
             f"{what} is stored in the external file {location!r}; pass the model as a path, or "
             "give base_dir, the directory holding that file"
+        )
+    if "\x00" in location:
+        raise UnsupportedModelError(
+            f"{what}: external data location {location!r} contains a NUL byte"
         )
     if Path(location).is_absolute():
         raise UnsupportedModelError(
@@ -77,7 +82,12 @@ def resolve(base_dir: str | Path | None, location: str, what: str) -> Path:
     return path
 
 
-def read_external(tensor, base_dir: str | Path | None, what: str) -> np.ndarray:
+def read_external(
+    tensor,
+    base_dir: str | Path | None,
+    what: str,
+    check_dims: Callable[[tuple[int, ...]], None] | None = None,
+) -> np.ndarray:
     """The array an external ``TensorProto`` holds, shaped by its dims, read with one copy.
 
     Parameters
@@ -88,6 +98,9 @@ def read_external(tensor, base_dir: str | Path | None, what: str) -> np.ndarray:
         The model's directory.
     what : str
         How error messages name the tensor.
+    check_dims : callable, optional
+        Called with the dims once the file range is checked, before anything is read; raises
+        to refuse a size the caller cannot use.
     """
     dtype = NUMERIC_TYPES.get(tensor.data_type)
     if dtype is None:
@@ -112,6 +125,8 @@ def read_external(tensor, base_dir: str | Path | None, what: str) -> np.ndarray:
             f"{what}: external data length {length} does not match dims {dims} of "
             f"{type_name(tensor.data_type)} ({expected} bytes)"
         )
+    if check_dims is not None:
+        check_dims(dims)
     array = np.fromfile(path, dtype=dtype.newbyteorder("<"), count=math.prod(dims), offset=offset)
     return array.astype(dtype, copy=False).reshape(dims)
 

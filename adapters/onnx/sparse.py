@@ -19,6 +19,7 @@ defined.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,16 @@ INT64 = 7
 _INT64_MAX = np.iinfo(np.int64).max
 
 
-def tensor_array(tensor, base_dir: str | Path | None, what: str) -> np.ndarray:
+def tensor_array(
+    tensor,
+    base_dir: str | Path | None,
+    what: str,
+    check_dims: Callable[[tuple[int, ...]], None] | None = None,
+) -> np.ndarray:
     """The array a ``TensorProto`` holds (inline or external), without modifying the proto.
+
+    ``check_dims`` (optional) is called with the dims of external data once its file range is
+    checked and before anything is read, so it can refuse a size the caller cannot use.
 
     Raises
     ------
@@ -53,7 +62,7 @@ def tensor_array(tensor, base_dir: str | Path | None, what: str) -> np.ndarray:
     if tensor.HasField("segment"):
         raise UnsupportedSparsityError(f"{what}: segmented tensors are not supported")
     if uses_external_data(tensor):
-        return read_external(tensor, base_dir, what)
+        return read_external(tensor, base_dir, what, check_dims)
     try:
         return onnx().numpy_helper.to_array(tensor)
     except (ValueError, TypeError, OverflowError) as exc:
@@ -73,7 +82,36 @@ def _dense_shape(sparse, label: str) -> tuple[int, ...]:
     return shape
 
 
-def _index_array(sparse, base_dir, label: str, strict: bool) -> np.ndarray:
+def _check_declared_count(dims: tuple[int, ...], shape: tuple[int, ...], what: str) -> None:
+    """Refuse external values whose dims declare more elements than the dense form holds.
+
+    Checked from the dims alone, before the file is read: distinct in-bounds coordinates
+    number at most ``prod(shape)``, so a larger count is malformed, and reading it would
+    allocate memory the dense tensor never needs.
+    """
+    count, size = math.prod(dims), math.prod(shape)
+    if count > size:
+        raise SparseFormatError(
+            f"{what}: dims {dims} declare {count} elements, more than the {size} of the dense "
+            f"form {shape}"
+        )
+
+
+def _check_declared_indices(
+    dims: tuple[int, ...], shape: tuple[int, ...], nnz: int, label: str
+) -> None:
+    """Refuse indices whose dims are neither ``(nnz, rank)`` nor ``(nnz,)``, before reading."""
+    rank = len(shape)
+    if dims not in ((nnz, rank), (nnz,)):
+        raise SparseFormatError(
+            f"{label}: indices have shape {dims}; expected ({nnz}, {rank}) "
+            f"([NNZ, rank]) or ({nnz},) (linearized) for {nnz} values"
+        )
+
+
+def _index_array(
+    sparse, base_dir, label: str, strict: bool, shape: tuple[int, ...], nnz: int
+) -> np.ndarray:
     indices = sparse.indices
     kind = NUMERIC_TYPES.get(indices.data_type, np.dtype(object)).kind
     if indices.data_type != INT64 and (strict or kind not in "iu"):
@@ -81,7 +119,12 @@ def _index_array(sparse, base_dir, label: str, strict: bool) -> np.ndarray:
         raise SparseFormatError(
             f"{label}: indices must be INT64{accepted}, got {type_name(indices.data_type)}"
         )
-    array = tensor_array(indices, base_dir, f"{label}: indices")
+    array = tensor_array(
+        indices,
+        base_dir,
+        f"{label}: indices",
+        check_dims=lambda dims: _check_declared_indices(dims, shape, nnz, label),
+    )
     if array.dtype == np.uint64:  # huge values stay out of bounds instead of wrapping
         array = np.minimum(array, np.uint64(_INT64_MAX))
     return array.astype(np.int64, copy=False)
@@ -209,14 +252,20 @@ def from_onnx(
         raise SparseFormatError(f"{tensor_label(decoded)}: the name is not valid UTF-8")
     label = tensor_label(name)
     shape = _dense_shape(sparse, label)
-    values = tensor_array(sparse.values, base_dir, f"{label}: values")
+    what = f"{label}: values"
+    values = tensor_array(
+        sparse.values,
+        base_dir,
+        what,
+        check_dims=lambda dims: _check_declared_count(dims, shape, what),
+    )
     if values.ndim != 1:
         raise SparseFormatError(
             f"{label}: values must have rank 1 ([NNZ]), got shape {values.shape}"
         )
     nnz = values.shape[0]
     if sparse.HasField("indices"):
-        indices = _index_array(sparse, base_dir, label, strict)
+        indices = _index_array(sparse, base_dir, label, strict, shape, nnz)
         coords, linear = _coordinates(indices, shape, nnz, label)
         order = _ascending_order(linear, indices, label, strict)
         if order is not None:
