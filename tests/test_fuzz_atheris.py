@@ -26,21 +26,12 @@ TARGETS = {  # script: (adapter, runs)
 }
 
 
-# Not strict: libFuzzer runs are not reproducible run to run even with a fixed seed, so this
-# target reaches the bug in some runs only. The bug itself is pinned, strictly, by
-# test_fault_tflite.py::test_a_tensor_with_an_empty_name_is_named_by_its_index.
-EMPTY_NAME_BUG = pytest.mark.xfail(
-    strict=False,
-    reason="BUG (TFLite reader): a sparse tensor with an empty name gets anonymous messages",
-)
-
-
 @pytest.mark.parametrize(
     "script",
     [
         "fuzz_onnx.py",
         "fuzz_params.py",
-        pytest.param("fuzz_tflite.py", marks=EMPTY_NAME_BUG),
+        "fuzz_tflite.py",
     ],
 )
 def test_coverage_guided_target_runs_clean(script, tmp_path):

@@ -47,20 +47,11 @@ def test_onnx_import_model_documents_every_frontend_failure():
     assert not result["escapes"], "\n".join(result["escapes"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (TFLite adapter): TVM's frontend errors (AssertionError, IndexError, TypeError, "
-    "ValueError, tvm.error.OpAttributeInvalid) escape import_model",
-)
 def test_tflite_import_model_documents_every_frontend_failure():
     result = _run("tflite")
     assert not result["escapes"], "\n".join(result["escapes"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (TFLite adapter): TVM's frontend raises TypeError for a constant with no data",
-)
 def test_tflite_constant_without_data_is_a_documented_error():
     """The FC bias of a valid model pointed at the empty buffer 0: readable, not convertible."""
     model = unpack("handmade_int8_csc_fc.tflite")

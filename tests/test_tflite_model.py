@@ -1,12 +1,15 @@
 """TFLite models with sparse weights, end to end: import, relay.build, compare with LiteRT.
 
-Every fixture in ``fixtures/tflite/manifest.json`` is imported once and built once (shared
-through ``compiled_fixture``); LiteRT's builtin reference kernels on the same seeded inputs are
-the oracle. Float outputs agree within 1e-5 of the output's range, quantized ones within one
-quantization step.
+Every fixture in ``fixtures/tflite/manifest.json`` is imported once and built once per mode
+(shared through ``compiled_fixture`` and ``lowered_fixture``): the dense import, the backend's
+``mode="sparse"`` for every fixture and ``mode="auto"`` for a subset. LiteRT's builtin reference
+kernels on the same seeded inputs are the oracle. Float outputs agree within 1e-5 of the
+output's largest magnitude, quantized ones within one quantization step.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import pytest
@@ -16,21 +19,19 @@ from ai_edge_litert import schema_py_generated as schema
 from sparse_import.adapters.tflite import import_model, read_sparse_tensors
 from tflite_support import (
     FIXTURES,
-    assert_matches,
+    assert_matches_litert,
     builtin_codes,
-    compile_module,
     compiled_fixture,
     edit,
     fixture_bytes,
+    inputs_for,
     insert_densify,
     manifest,
-    random_inputs,
-    run_litert,
-    seed_of,
 )
 
 import sparse_import
-from sparse_import.backend.build import run
+from sparse_import.backend import Decision, build, lower
+from sparse_import.verify import LiteRTOracle
 
 LITERT = sorted(name for name, entry in manifest().items() if entry["litert_reference"])
 NOT_LITERT = sorted(name for name, entry in manifest().items() if not entry["litert_reference"])
@@ -39,17 +40,11 @@ NOT_LITERT = sorted(name for name, entry in manifest().items() if not entry["lit
 TRANSPOSED_CONSUMERS = {"FULLY_CONNECTED", "CONV_2D", "TRANSPOSE_CONV"}
 
 
-def _inputs(name: str, model: bytes) -> dict[str, np.ndarray]:
-    return random_inputs(model, np.random.default_rng(seed_of(name)))
-
-
 @pytest.mark.parametrize("name", LITERT)
 def test_outputs_match_litert(name):
     model = fixture_bytes(name)
-    inputs = _inputs(name, model)
-    reference, _ = run_litert(model, inputs)
     _, lib = compiled_fixture(name)
-    assert_matches(run(lib, inputs), reference)
+    assert_matches_litert(model, lib, inputs_for(name, model))
 
 
 @pytest.mark.parametrize("name", NOT_LITERT)
@@ -57,12 +52,90 @@ def test_outputs_match_litert_given_the_missing_densify(name):
     """LiteRT reads a sparse tensor that reaches DEQUANTIZE without DENSIFY as if it were
     dense; the oracle is LiteRT on the same model with the DENSIFY put in."""
     model = fixture_bytes(name)
-    inputs = _inputs(name, model)
-    reference, _ = run_litert(edit(model, insert_densify), inputs)
-    as_stored, _ = run_litert(model, inputs)
+    inputs = inputs_for(name, model)
+    as_stored = LiteRTOracle(model).run(inputs)
+    reference = LiteRTOracle(_oracle_model(name)).run(inputs)
     assert not np.allclose(as_stored[0], reference[0], equal_nan=True)
     _, lib = compiled_fixture(name)
-    assert_matches(run(lib, inputs), reference)
+    assert_matches_litert(_oracle_model(name), lib, inputs)
+
+
+def _oracle_model(name: str) -> bytes:
+    """The fixture, or for LiteRT's blind spot the fixture with the missing DENSIFY put in."""
+    model = fixture_bytes(name)
+    return model if manifest()[name]["litert_reference"] else edit(model, insert_densify)
+
+
+# ---------------------------------------------------------------------------- sparse and auto
+# A subset for "auto": block and CSR FULLY_CONNECTED, mixed index widths, a 2-D block, a
+# convolution, an int8 model.
+AUTO = [
+    "fc_block1x4.tflite",
+    "fc_densify.tflite",
+    "mlp_index_widths.tflite",
+    "handmade_block4x2_fc.tflite",
+    "cnn_multi.tflite",
+    "mlp_int8.tflite",
+]
+# The Relay operator a weight lowered sparse is read by, per consumer.
+SPARSE_OPS = {"FULLY_CONNECTED": "nn.sparse_dense", "CONV_2D": "nn.sparse_conv2d"}
+
+
+@functools.cache
+def lowered_fixture(
+    name: str, mode: str
+) -> tuple[str, dict, tuple[Decision, ...], tvm.runtime.Module]:
+    """The fixture lowered in ``mode`` and built, once per session: module text, params,
+    decisions and the built module."""
+    imported, _ = compiled_fixture(name)
+    mod, params, decisions = lower(imported, mode=mode)
+    return mod.astext(show_meta_data=False), params, decisions, build(mod, params)
+
+
+def _lowered_modes() -> list[tuple[str, str]]:
+    return [(name, "sparse") for name in sorted(manifest())] + [(name, "auto") for name in AUTO]
+
+
+@pytest.mark.parametrize(("name", "mode"), _lowered_modes())
+def test_lowered_outputs_match_litert(name, mode):
+    _, _, _, lib = lowered_fixture(name, mode)
+    inputs = inputs_for(name, fixture_bytes(name))
+    assert_matches_litert(_oracle_model(name), lib, inputs)
+
+
+@pytest.mark.parametrize(("name", "mode"), _lowered_modes())
+def test_weights_lowered_sparse_leave_no_dense_copy(name, mode):
+    imported, _ = compiled_fixture(name)
+    text, params, decisions, _ = lowered_fixture(name, mode)
+    assert [d.param for d in decisions] == [w.param for w in imported.weights]
+    # A weight kept dense (a model output, say) holds its own dense form, which it needs.
+    needed = {d.param for d in decisions if d.lowering == "dense"}
+    kept = [
+        np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+        for key, value in params.items()
+        if key not in needed
+    ]
+    for decision in decisions:
+        if decision.lowering == "dense":
+            continue
+        assert decision.param not in params
+        assert {f"{decision.param}.{part}" for part in ("data", "indices", "indptr")} <= set(params)
+        assert SPARSE_OPS[decision.consumer] in text
+        dense = imported.params[decision.param].numpy()
+        assert not any(k.shape == dense.shape and np.array_equal(k, dense) for k in kept)
+
+
+@pytest.mark.parametrize("name", sorted(manifest()))
+def test_sparse_mode_lowers_float_fully_connected_weights_to_sparse_dense(name):
+    imported, _ = compiled_fixture(name)
+    text, _, decisions, _ = lowered_fixture(name, "sparse")
+    dtypes = {w.param: w.tensor.dtype for w in imported.weights}
+    float_fc = [
+        d for d in decisions if d.consumer == "FULLY_CONNECTED" and dtypes[d.param].kind == "f"
+    ]
+    for decision in float_fc:
+        assert decision.lowering in ("csr", "bsr"), decision
+    assert ("nn.sparse_dense" in text) == bool(float_fc)
 
 
 def _expected_weights(entry: dict) -> set[tuple[str, str]]:
@@ -125,12 +198,10 @@ def test_every_model_form_gives_the_same_module(form):
 def test_to_relay_accepts_path_bytes_and_parsed_model():
     name = "fc_block1x4.tflite"
     data = fixture_bytes(name)
-    inputs = _inputs(name, data)
-    reference, _ = run_litert(data, inputs)
+    inputs = inputs_for(name, data)
     for model in (FIXTURES / name, data, tflite.Model.GetRootAs(data, 0)):
         mod, params = sparse_import.to_relay(model, mode="dense")
-        lib = compile_module(mod, params)
-        assert_matches(run(lib, inputs), reference)
+        assert_matches_litert(data, build(mod, params), inputs)
 
 
 # ---------------------------------------------------------------------------- quantized FC
@@ -194,21 +265,17 @@ def test_hybrid_fully_connected_matches_litert(variant):
     name = "fc_hybrid_block1x16.tflite"
     model = edit(fixture_bytes(name), HYBRID_VARIANTS[variant])
     imported = import_model(model)
-    lib = compile_module(imported.mod, imported.params)
-    ((key, x),) = _inputs(name, model).items()
+    lib = build(imported.mod, imported.params)
+    ((key, x),) = inputs_for(name, model).items()
     # Rows of mixed signs, a zero row, all-positive and all-negative rows of larger magnitude.
     batches = [x, np.stack([np.zeros_like(x[0]), np.abs(x[1])]), -np.abs(x) * 1e3]
     for batch in batches:
-        reference, _ = run_litert(model, {key: batch})
-        assert_matches(run(lib, {key: batch}), reference)
+        assert_matches_litert(model, lib, {key: batch})
 
 
 def test_int8_fully_connected_with_one_weight_scale_matches_litert():
     """TVM's own int8 FULLY_CONNECTED path, given the dense form of a 1x16-block weight."""
     name = "mlp_int8.tflite"
     model = edit(fixture_bytes(name), _per_tensor)
-    inputs = _inputs(name, model)
-    reference, _ = run_litert(model, inputs)
     imported = import_model(model)
-    lib = compile_module(imported.mod, imported.params)
-    assert_matches(run(lib, inputs), reference)
+    assert_matches_litert(model, build(imported.mod, imported.params), inputs_for(name, model))

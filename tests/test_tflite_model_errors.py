@@ -6,6 +6,7 @@ flatbuffer); structural ones edit the bytes (truncation, bad offsets, random byt
 
 from __future__ import annotations
 
+import re
 import struct
 
 import numpy as np
@@ -236,6 +237,26 @@ def test_vector_length_past_the_end_is_reported():
         read_sparse_tensors(bad)
 
 
+def test_shape_vector_past_the_end_of_a_non_constant_tensor_is_reported():
+    """TVM's frontend reads every tensor's shape; the model input has no buffer to check."""
+    data = fixture_bytes(CSR)
+    graph = tflite.Model.GetRootAs(data, 0).Subgraphs(0)
+    index = int(graph.InputsAsNumpy()[0])
+    tab = graph.Tensors(index)._tab
+    start = tab.Vector(tab.Offset(4))
+    length = (len(data) - start) // 4 + 1  # fits the model's size, not its end
+    bad = _poke(data, start - 4, "<I", length)
+    name = re.escape(graph.Tensors(index).Name().decode())
+    with pytest.raises(
+        SparseFormatError,
+        match=rf"^tensor '{name}' \(index {index}\): shape: vector of {length} elements at "
+        rf"{start} runs past the {len(data)}-byte model$",
+    ):
+        load_model(bad)
+    with pytest.raises(SparseFormatError, match=r": shape: vector of"):
+        import_model(bad)
+
+
 def test_level_count_past_the_end_is_reported():
     data = fixture_bytes(CSR)
     sparsity, _ = _sparse_tables(data)
@@ -399,11 +420,13 @@ def _retype_hybrid_weight(model):
 def test_hybrid_fully_connected_with_uint8_weights_is_refused():
     model = edit(fixture_bytes("fc_hybrid_block1x16.tflite"), _retype_hybrid_weight)
     with pytest.raises(
-        tvm.error.OpNotImplemented,
-        match=r"hybrid FULLY_CONNECTED \(float input, quantized weight\) is converted for int8 "
+        UnsupportedModelError,
+        match=r"^model: TVM's TFLite frontend cannot convert it: OpNotImplemented: hybrid "
+        r"FULLY_CONNECTED \(float input, quantized weight\) is converted for int8 "
         r"weights only, not uint8",
-    ):
+    ) as info:
         import_model(model)
+    assert isinstance(info.value.__cause__, tvm.error.OpNotImplemented)
 
 
 def _quantize_conv_weights(model):
@@ -419,8 +442,10 @@ def _quantize_conv_weights(model):
 def test_other_dynamic_range_operators_are_refused_as_tvm_refuses_them():
     model = edit(fixture_bytes("conv2d_densify.tflite"), _quantize_conv_weights)
     with pytest.raises(
-        tvm.error.OpNotImplemented,
-        match=r"operators are likely to have dynamic range quantization: \['CONV_2D'\]; only "
+        UnsupportedModelError,
+        match=r"^model: TVM's TFLite frontend cannot convert it: OpNotImplemented: .*"
+        r"operators are likely to have dynamic range quantization: \['CONV_2D'\]; only "
         r"\['FULLY_CONNECTED'\] are converted with float inputs and quantized weights",
-    ):
+    ) as info:
         import_model(model)
+    assert isinstance(info.value.__cause__, tvm.error.OpNotImplemented)

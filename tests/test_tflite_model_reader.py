@@ -13,20 +13,18 @@ from ai_edge_litert import schema_py_generated as schema
 from sparse_import.adapters.tflite import import_model, read_sparse_tensors
 from tflite_support import (
     FIXTURES,
-    assert_matches,
-    compile_module,
+    assert_matches_litert,
     edit,
     fixture_bytes,
+    inputs_for,
     insert_densify,
+    litert_all_tensors,
     manifest,
     operators,
-    random_inputs,
-    run_litert,
-    seed_of,
 )
 
 from sparse_import import LevelFormat
-from sparse_import.backend.build import run
+from sparse_import.backend.build import build
 
 ALL = sorted(manifest())
 
@@ -85,8 +83,7 @@ def test_decoded_tensors_equal_litert_densify_outputs(name):
     the operators that read it directly); LiteRT's output of it is the oracle."""
     model = edit(fixture_bytes(name), lambda obj: insert_densify(obj, everywhere=True))
     tensors = read_sparse_tensors(model)
-    inputs = random_inputs(model, np.random.default_rng(seed_of(name)))
-    _, it = run_litert(model, inputs, preserve_all_tensors=True)
+    it = litert_all_tensors(model, inputs_for(name, model))
     ops = operators(model)
     densified = {}
     for (source,), (output,) in ((i, o) for op, i, o in ops if op == "DENSIFY"):
@@ -135,7 +132,5 @@ def test_values_stored_after_the_flatbuffer_are_read():
     assert sorted(moved) == sorted(inline)
     for index, tensor in moved.items():
         np.testing.assert_array_equal(tensor.to_dense(), inline[index].to_dense())
-    inputs = random_inputs(model, np.random.default_rng(seed_of(name)))
-    reference, _ = run_litert(model, inputs)
     imported = import_model(model)
-    assert_matches(run(compile_module(imported.mod, imported.params), inputs), reference)
+    assert_matches_litert(model, build(imported.mod, imported.params), inputs_for(name, model))

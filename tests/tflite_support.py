@@ -6,7 +6,7 @@ import functools
 import json
 import pathlib
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flatbuffers
@@ -15,10 +15,10 @@ import tvm
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from sparse_import.adapters.tflite import import_model
-from tvm import relay
 
-from sparse_import.backend.build import build
+from sparse_import.backend.build import build, run
 from sparse_import.imported import ImportedModel
+from sparse_import.verify import LiteRTOracle, TensorSpec, compare, random_inputs
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures" / "tflite"
 OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -40,84 +40,53 @@ def seed_of(name: str) -> int:
     return zlib.crc32(name.encode())
 
 
-def interpreter(model: bytes, *, preserve_all_tensors: bool = False) -> Interpreter:
-    """LiteRT with its builtin reference kernels, no delegates."""
+def inputs_for(name: str, model: bytes) -> dict[str, np.ndarray]:
+    """Seeded random inputs for ``model`` (fixture ``name`` gives the seed)."""
+    return random_inputs(LiteRTOracle(model).inputs, seed_of(name))
+
+
+def litert_all_tensors(model: bytes, inputs: dict[str, np.ndarray]) -> Interpreter:
+    """LiteRT (builtin kernels, no delegates) after one run that keeps every intermediate tensor
+    (``LiteRTOracle`` returns the outputs only)."""
     it = Interpreter(
         model_content=model,
         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-        experimental_preserve_all_tensors=preserve_all_tensors,
+        experimental_preserve_all_tensors=True,
     )
     it.allocate_tensors()
-    return it
-
-
-def random_inputs(model: bytes, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Seeded inputs by name: standard normal floats, integers over their whole range."""
-    inputs = {}
-    for detail in interpreter(model).get_input_details():
-        dtype = np.dtype(detail["dtype"])
-        if dtype.kind == "f":
-            value = rng.standard_normal(detail["shape"])
-        else:
-            info = np.iinfo(dtype)
-            value = rng.integers(info.min, info.max, detail["shape"], endpoint=True)
-        inputs[detail["name"]] = value.astype(dtype)
-    return inputs
-
-
-def run_litert(
-    model: bytes, inputs: dict[str, np.ndarray], *, preserve_all_tensors: bool = False
-) -> tuple[list[np.ndarray], Interpreter]:
-    """LiteRT's outputs on ``inputs`` (and the interpreter, for intermediate tensors)."""
-    it = interpreter(model, preserve_all_tensors=preserve_all_tensors)
     for detail in it.get_input_details():
         it.set_tensor(detail["index"], inputs[detail["name"]])
     it.invoke()
-    return [it.get_tensor(d["index"]) for d in it.get_output_details()], it
-
-
-def compile_module(mod: tvm.IRModule, params: dict[str, Any]) -> tvm.runtime.Module:
-    """Build with the project's build helper.
-
-    TVM 0.19 with LLVM 22 fails LLVM's verifier ("#dbg_declare") on a fused
-    transpose + add + reshape (TRANSPOSE_CONV with bias followed by a flatten); such modules are
-    rebuilt without operator fusion.
-    """
-    try:
-        return build(mod, params)
-    except tvm.error.TVMError as exc:
-        if "dbg_declare" not in str(exc):
-            raise
-    with tvm.transform.PassContext(opt_level=3, config={"relay.FuseOps.max_depth": 1}):
-        return relay.build(mod, target="llvm", params=dict(params))
+    return it
 
 
 @functools.cache
 def compiled_fixture(name: str) -> tuple[ImportedModel, tvm.runtime.Module]:
     """Each fixture imported and built once per test session."""
     imported = import_model(FIXTURES / name)
-    return imported, compile_module(imported.mod, imported.params)
+    return imported, build(imported.mod, imported.params)
 
 
-def assert_matches(outputs: list[np.ndarray], reference: list[np.ndarray]) -> list[float]:
-    """Float outputs within 1e-5 relative to the output's range; quantized within one step.
+def assert_matches(
+    outputs: list[np.ndarray], reference: list[np.ndarray], specs: Sequence[TensorSpec]
+) -> list[float]:
+    """Outputs of the oracle's shapes and dtypes, each within ``sparse_import.verify``'s rule.
 
-    Returns the error of each output: relative to ``max |reference|`` for floats, in
-    quantization steps for integers.
+    Float outputs agree within 1e-5 of ``max |reference|``; quantized ones within one step.
+    Returns each output's error under its rule.
     """
-    assert len(outputs) == len(reference)
-    errors = []
-    for out, ref in zip(outputs, reference, strict=True):
-        assert out.shape == ref.shape and out.dtype == ref.dtype
-        if ref.dtype.kind == "f":
-            scale = float(np.abs(ref).max()) or 1.0
-            np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * scale)
-            errors.append(float(np.abs(out - ref).max()) / scale)
-        else:
-            steps = int(np.abs(out.astype(np.int64) - ref.astype(np.int64)).max())
-            assert steps <= 1, f"{steps} quantization steps apart"
-            errors.append(steps)
-    return errors
+    assert [(o.shape, o.dtype) for o in outputs] == [(r.shape, r.dtype) for r in reference]
+    checks = compare(outputs, reference, specs)
+    assert all(check.ok for check in checks), [check for check in checks if not check.ok]
+    return [check.error for check in checks]
+
+
+def assert_matches_litert(
+    model: bytes, lib: tvm.runtime.Module, inputs: dict[str, np.ndarray]
+) -> list[float]:
+    """``lib`` on ``inputs`` against LiteRT on ``model`` (see :func:`assert_matches`)."""
+    oracle = LiteRTOracle(model)
+    return assert_matches(run(lib, inputs), oracle.run(inputs), oracle.outputs)
 
 
 # ---------------------------------------------------------------------------- model surgery

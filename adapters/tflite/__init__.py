@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sparse_import.imported import ImportedModel
+from sparse_import.limits import check_model_total
 
 from .loader import load_model
 from .params import from_tflite_params, to_tflite_params
@@ -56,9 +57,13 @@ def import_model(
     Raises
     ------
     UnsupportedModelError
-        When ``model`` is not a TFLite model, or has more than one subgraph.
+        When ``model`` is not a TFLite model, has more than one subgraph, or is a graph TVM's
+        frontend cannot convert (unsupported operators, an operator with too few inputs, a
+        constant without data, ...); TVM's exception is chained.
     SparseFormatError
         When the flatbuffer or a tensor's sparsity parameters are malformed, naming the tensor.
+    UnsupportedSparsityError
+        When a tensor's sparsity parameters describe a layout the IR cannot hold.
 
     Examples
     --------
@@ -72,6 +77,7 @@ def import_model(
     """
     checked_model = load_model(model)
     sparse = sparse_tensors(checked_model)
+    check_model_total(sparse.values(), model="TFLite model")  # before anything is densified
     from .converter import convert
 
     return convert(checked_model, sparse, shape_dict=shape_dict, dtype_dict=dtype_dict)

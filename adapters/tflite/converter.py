@@ -27,13 +27,19 @@ import tvm
 from tvm import relay
 from tvm.relay.frontend.tflite import OperatorConverter, from_tflite
 
-from sparse_import.errors import SparseFormatError, UnsupportedModelError
+from sparse_import.errors import (
+    SparseFormatError,
+    UnsupportedModelError,
+    UnsupportedSparsityError,
+)
 from sparse_import.imported import ImportedModel, SparseWeight
 from sparse_import.tensor import SparseTensor
 
 from . import hybrid
 from .loader import schema, tensor_name
 
+# Raised by this package's own checks (the IR, the reader, the converter): never rewrapped.
+OWN_ERRORS = (SparseFormatError, UnsupportedSparsityError, UnsupportedModelError)
 # Operators whose float-activation, int8-weight ("dynamic range") form is converted here.
 HYBRID_OPS = frozenset({"FULLY_CONNECTED"})
 OUTPUT = "OUTPUT"  # consumer of a sparse tensor that is itself a model output
@@ -294,10 +300,17 @@ def convert(
         made.append(SparseOperatorConverter(model, subgraph, exp_tab, sparse))
         return made[-1]
 
-    mod, params = from_tflite(
-        model,
-        shape_dict=dict(shape_dict) if shape_dict else None,
-        dtype_dict=dict(dtype_dict) if dtype_dict else None,
-        op_converter=factory,
-    )
+    try:
+        mod, params = from_tflite(
+            model,
+            shape_dict=dict(shape_dict) if shape_dict else None,
+            dtype_dict=dict(dtype_dict) if dtype_dict else None,
+            op_converter=factory,
+        )
+    except OWN_ERRORS:
+        raise
+    except Exception as exc:  # TVM raises anything from AssertionError to TVMError
+        raise UnsupportedModelError(
+            f"model: TVM's TFLite frontend cannot convert it: {type(exc).__name__}: {exc}"
+        ) from exc
     return ImportedModel(mod, dict(params), made[0].sparse_weights(), "tflite")

@@ -30,6 +30,7 @@ from sparse_import.errors import SparseFormatError, UnsupportedModelError
 FILE_IDENTIFIER = b"TFL3"
 _HEADER = struct.Struct("<i")
 _VTABLE = struct.Struct("<HH")
+_TENSOR_SHAPE = 4  # vtable slot of Tensor.shape (field 0)
 _READ_ERRORS = (struct.error, IndexError, TypeError, ValueError, OverflowError, UnicodeError)
 # Little-endian NumPy dtype of each fixed-size TensorType, by name.
 _DTYPES = {
@@ -243,8 +244,9 @@ def _check_subgraph(model: Any, s: int, n_buffers: int, n_codes: int) -> None:
         with reading(what):
             tensor = checked(subgraph.Tensors(t), what)
             name = tensor.Name()
-            if name is not None:
+            if name:
                 what = f"tensor {name.decode('utf-8')!r} (index {t})"
+            _check_vector(tensor, _TENSOR_SHAPE, 4, f"{what}: shape")
             if tensor.Type() not in type_names():
                 raise SparseFormatError(f"{what}: unknown tensor type {tensor.Type()}")
             if not 0 <= tensor.Buffer() < max(n_buffers, 1):
@@ -270,6 +272,21 @@ def _check_subgraph(model: Any, s: int, n_buffers: int, n_codes: int) -> None:
             options = op.BuiltinOptions() if op.BuiltinOptionsType() else None
             if options is not None:
                 checked(_Union(options), f"{what} options")
+
+
+def _check_vector(table: Any, field: int, itemsize: int, what: str) -> None:
+    """The vector in vtable slot ``field`` of ``table`` lies inside the buffer."""
+    tab = table._tab
+    offset = tab.Offset(field)
+    if not offset:
+        return
+    start = tab.Vector(offset)
+    length = tab.VectorLen(offset)
+    if start + length * itemsize > len(tab.Bytes):
+        raise SparseFormatError(
+            f"{what}: vector of {length} elements at {start} runs past the "
+            f"{len(tab.Bytes)}-byte model"
+        )
 
 
 def _check_constant_size(model: Any, tensor: Any, what: str) -> None:

@@ -72,7 +72,7 @@ def sparse_tensors(model: Any) -> dict[int, SparseTensor]:
 
 def _read_tensor(model: Any, tensor: Any, index: int) -> SparseTensor:
     raw_name = tensor.Name()
-    name = raw_name.decode("utf-8", "replace") if raw_name is not None else f"tensor {index}"
+    name = raw_name.decode("utf-8", "replace") if raw_name else f"tensor {index}"
     label = tensor_label(name)
     buf = model._tab.Bytes
     with reading(label):
