@@ -73,7 +73,8 @@ def check_model_total(tensors: Iterable[Any], model: str = "model") -> None:
     Parameters
     ----------
     tensors : iterable of SparseTensor
-        Every sparse tensor of one model (each counted once).
+        Every sparse tensor of one model (each counted once); one over the limit by itself is
+        not counted here, because reading it raises a more specific error.
     model : str
         How error messages name the model.
 
@@ -84,9 +85,10 @@ def check_model_total(tensors: Iterable[Any], model: str = "model") -> None:
     """
     from .errors import DenseLimitError
 
-    tensors = list(tensors)
-    total = sum(t.dense_nbytes for t in tensors)
     limit = get_dense_byte_limit()
+    # A tensor over the limit on its own is left to its own, more specific error.
+    tensors = [t for t in tensors if t.dense_nbytes <= limit]
+    total = sum(t.dense_nbytes for t in tensors)
     if total > limit:
         largest = max(tensors, key=lambda t: t.dense_nbytes)
         raise DenseLimitError(

@@ -179,11 +179,6 @@ def _many_sparse_weights(count: int, side: int) -> bytes:
     return helper.make_model(graph).SerializeToString()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the dense byte limit applies per tensor: a model's sparse tensors together may "
-    "densify to (count x limit) bytes; a model-wide budget is pending",
-)
 def test_many_tensors_each_under_the_limit_stay_bounded_together():
     side = 512  # 1 MiB of float32 each
     data = _many_sparse_weights(16, side)

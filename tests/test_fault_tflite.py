@@ -23,9 +23,14 @@ from fuzz.tflite_model import (
     unpack,
     write_case,
 )
-from sparse_import.adapters.tflite import load_model, read_sparse_tensors
+from sparse_import.adapters.tflite import import_model, load_model, read_sparse_tensors
 
-from sparse_import import SparseFormatError, UnsupportedModelError, dense_byte_limit
+from sparse_import import (
+    DenseLimitError,
+    SparseFormatError,
+    UnsupportedModelError,
+    dense_byte_limit,
+)
 
 pytestmark = pytest.mark.usefixtures("fuzz_report")
 
@@ -93,10 +98,6 @@ def test_paths_that_are_not_model_files(tmp_path):
             load_model(wrong)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (TFLite reader): a sparse tensor whose name is empty gets anonymous messages",
-)
 def test_a_tensor_with_an_empty_name_is_named_by_its_index():
     model = unpack("handmade_csc_fc.tflite")
     case = read_case(model, 0)
@@ -117,11 +118,6 @@ def test_mutation_harness_round_trips_a_case():
     TALLY.add("tflite", "valid")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (IR/TFLite reader): per-channel quantization is not checked against the shape; "
-    "an axis out of range later escapes as KeyError from SparseTensor.transpose",
-)
 @pytest.mark.parametrize("axis", [2, 7, -1, 2**31 - 1])
 def test_quantization_axis_out_of_range_is_rejected(axis):
     model = unpack("handmade_int8_csc_fc.tflite")  # 'fc/weight': (16, 32), 16 scales on axis 0
@@ -130,13 +126,21 @@ def test_quantization_axis_out_of_range_is_rejected(axis):
         read_sparse_tensors(pack(model))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (IR/TFLite reader): 16 per-channel scales on a dimension of size 32 are accepted "
-    "and imported",
-)
 def test_quantization_scales_must_match_their_dimension():
     model = unpack("handmade_int8_csc_fc.tflite")
     model.subgraphs[0].tensors[1].quantization.quantizedDimension = 1  # size 32, 16 scales
     with pytest.raises(SparseFormatError, match=r"'fc/weight': .*16 .*scales.*32"):
         read_sparse_tensors(pack(model))
+
+
+def test_a_model_whose_sparse_tensors_add_up_past_the_limit_is_refused():
+    """Each tensor fits under the limit, the model's total does not: refused before densifying."""
+    data = fixture_bytes("mlp_index_widths.tflite")
+    sizes = [t.dense_nbytes for t in read_sparse_tensors(data).values()]
+    assert len(sizes) == 3 and max(sizes) < sum(sizes) - 1
+    with dense_byte_limit(sum(sizes) - 1):
+        with pytest.raises(
+            DenseLimitError,
+            match=rf"TFLite model: its 3 sparse tensors need {sum(sizes)} bytes dense together",
+        ):
+            import_model(data)

@@ -18,11 +18,12 @@ rewriting; a model read from a path or bytes is rewritten in place.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from sparse_import.errors import (
     UnsupportedSparsityError,
     tensor_label,
 )
+from sparse_import.limits import check_model_total
 from sparse_import.tensor import SparseTensor
 
 from ._proto import onnx, type_name
@@ -140,6 +142,31 @@ def _sparse_value(node):
         if attr.name == "sparse_value":
             return attr
     return None
+
+
+class _Declared(NamedTuple):
+    """A sparse tensor's name and dense size as its proto declares them (nothing read)."""
+
+    name: str
+    dense_nbytes: int
+
+
+def _declared(graph) -> Iterator[_Declared]:
+    """Every sparse tensor of ``graph`` and its subgraphs, sized from dims and value type."""
+    to_dtype = onnx().helper.tensor_dtype_to_np_dtype
+    for g in all_graphs(graph):
+        protos = [(t.values.name, t) for t in g.sparse_initializer]
+        protos += [
+            (n.output[0] if n.output else "", a.sparse_tensor)
+            for n in g.node
+            if (a := _sparse_value(n)) is not None
+        ]
+        for name, proto in protos:
+            try:
+                itemsize = np.dtype(to_dtype(proto.values.data_type)).itemsize
+            except (KeyError, TypeError, ValueError):
+                itemsize = 1  # the tensor's own reading names the bad type
+            yield _Declared(name, math.prod(max(int(d), 0) for d in proto.dims) * itemsize)
 
 
 def _check_sparse_attributes(graph) -> bool:
@@ -288,6 +315,8 @@ def prepare(model, base_dir: str | Path | None = None, *, owned: bool = False) -
     graph = model.graph
     _check_no_sparse_io(graph)
     has_sparse = _check_sparse_attributes(graph)
+    if has_sparse:  # before any tensor is read or densified
+        check_model_total(_declared(graph), model="ONNX model")
     external = [(t, label) for t, label in _dense_tensors(graph) if uses_external_data(t)]
     if (has_sparse or external) and not owned:
         model = _copy(model)
