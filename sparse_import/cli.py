@@ -293,7 +293,8 @@ NO_SPARSE = "no sparse weights: the model imports as a plain dense model"
 # --------------------------------------------------------------------------- inspect
 # Keys of an inspect row that describe the weight itself; the others describe one mode's choice.
 WEIGHT_KEYS = (
-    "param", "name", "consumer", "shape", "dtype", "layout", "stored_block", "nnz", "density",
+    "param", "name", "consumer", "shape", "dtype", "layout", "stored_block", "index_widths", "nnz",
+    "density",
     "dense_bytes", "stored_bytes",
 )  # fmt: skip
 WEIGHT_HEADERS = ["#", "weight", "consumer", "shape", "dtype", "nnz", "density", "dense", "stored"]
@@ -325,8 +326,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     weights = [_weight_cells(i, r) for i, r in enumerate(auto, 1)]
     print(format_table(WEIGHT_HEADERS, weights, "rllllrrrr"))
     print()
-    layouts = [[str(i), r["layout"]] for i, r in enumerate(auto, 1)]
-    print(format_table(["#", "layout (as the model stores the weight)"], layouts, "r"))
+    layouts = [[str(i), r["layout"], r["index_widths"]] for i, r in enumerate(auto, 1)]
+    headers = ["#", "layout (as the model stores the weight)", "index dtypes"]
+    print(format_table(headers, layouts, "rl"))
     print()
     lowering = [
         [str(i), *(_lowering(rows[m][i - 1]) for m in MODES), r["reason"]]

@@ -197,6 +197,17 @@ class SparseTensor:
         return tuple(None if c is None else c.dtype.name for c in self.coordinates)
 
     @property
+    def index_widths(self) -> str:
+        """The dtypes of the stored index buffers, level by level, e.g. ``"d1: uint16/uint8"``
+        (positions/coordinates; singleton levels have coordinates only); ``""`` if none."""
+        parts = []
+        for lvl, pos, crd in zip(self.levels, self.positions, self.coordinates, strict=True):
+            if crd is not None:
+                widths = crd.dtype.name if pos is None else f"{pos.dtype.name}/{crd.dtype.name}"
+                parts.append(f"{lvl.expr}: {widths}")
+        return ", ".join(parts)
+
+    @property
     def layout(self) -> str:
         """The levels in MLIR syntax, e.g. ``(d0 : dense, d1 : compressed)``."""
         return "(" + ", ".join(str(lvl) for lvl in self.levels) + ")"

@@ -192,7 +192,11 @@ def test_inspect_table(capsys):
         ["demo_mlp_1/fc2_1/MatMul", "FULLY_CONNECTED", "64x128"],
     ]
     layouts = table_rows(out, "#  layout")
-    assert [" ".join(r[1:]) for r in layouts] == [
+    from sparse_import.adapters.tflite import read_sparse_tensors
+
+    stored = read_sparse_tensors(demo_model("tflite")).values()
+    assert [" ".join(r[1:]) for r in layouts] == [f"{t.layout} {t.index_widths}" for t in stored]
+    assert [t.layout for t in stored] == [
         "(d0 : dense, d1 : compressed)",
         "(d0 : dense, d1 floordiv 4 : compressed, d1 mod 4 : dense)",
     ]

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from sparse_import import SparseTensor, from_scipy
-from sparse_import.layouts import bsr_layout, coo_layout, csc_layout, csr_layout
+from sparse_import.layouts import bsr_layout, coo_layout, csc_layout, csr_layout, dense_layout
 
 FORMATS = ["csr", "csc", "bsr", "coo", "dia", "lil", "dok"]
 KINDS = {"array": sp.random_array, "matrix": sp.random}
@@ -147,3 +147,15 @@ def test_trivial_block_splits_match_canonical_layouts():
     out = t.to_scipy("bsr")
     assert out.blocksize == (1, 3) and np.shares_memory(out.data, t.values)
     np.testing.assert_array_equal(out.toarray(), dense)
+
+
+def test_index_widths_name_each_stored_index_buffer():
+    t = from_scipy(_random("array", "csr", (6, 8), 0.5, np.float32, seed=2))
+    assert t.index_widths == f"d1: {t.positions[1].dtype}/{t.coordinates[1].dtype}"
+    coo = from_scipy(_random("array", "coo", (6, 8), 0.5, np.float32, seed=2))
+    assert (
+        coo.index_widths == f"d0: {coo.positions[0].dtype}/{coo.coordinates[0].dtype}, "
+        f"d1: {coo.coordinates[1].dtype}"
+    )
+    dense = SparseTensor.from_dense(np.ones((2, 2)), dense_layout(2))
+    assert dense.index_widths == ""

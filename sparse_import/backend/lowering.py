@@ -207,9 +207,9 @@ def inspect_rows(
     """One row per sparse weight: what the model stores and how ``mode`` lowers it.
 
     Keys: ``param``, ``name``, ``consumer``, ``shape``, ``dtype``, ``layout``,
-    ``stored_block``, ``nnz``, ``density``, ``dense_bytes``, ``stored_bytes`` (the weight as the
-    model stores it), ``lowering``, ``block``, ``sparse_lhs``, ``batch``, ``reason``,
-    ``estimates`` (candidate -> seconds).
+    ``stored_block``, ``index_widths``, ``nnz``, ``density``, ``dense_bytes``,
+    ``stored_bytes`` (the weight as the model stores it), ``lowering``, ``block``,
+    ``sparse_lhs``, ``batch``, ``reason``, ``estimates`` (candidate -> seconds).
     """
     _, _, decisions = lower(imported, mode, batch_size)
     return [
@@ -221,6 +221,7 @@ def inspect_rows(
             "dtype": str(w.source.dtype),
             "layout": w.source.layout,
             "stored_block": w.source.block_shape,
+            "index_widths": w.source.index_widths,
             "nnz": w.source.nnz,
             "density": w.source.density,
             "dense_bytes": w.source.dense_nbytes,
