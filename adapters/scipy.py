@@ -100,6 +100,11 @@ def to_scipy(
     sp = _scipy()
     if tensor.rank != 2:
         raise ValueError(f"{tensor_label(tensor.name)}: to_scipy needs rank 2, got {tensor.shape}")
+    if tensor.dtype == np.float16:
+        raise ValueError(
+            f"{tensor_label(tensor.name)}: SciPy sparse arrays cannot hold float16 values; "
+            "convert first with tensor.astype(numpy.float32)"
+        )
     tensor.validate()
     blocks = tensor.block_shape if blocksize is None else tuple(blocksize)
     if format in ("csr", "csc", "bsr"):

@@ -110,6 +110,10 @@ def test_to_scipy_rejects_bad_requests():
     t3 = SparseTensor.from_dense(np.ones((2, 2, 2)), coo_layout(3), name="t3")
     with pytest.raises(ValueError, match=r"'t3': to_scipy needs rank 2"):
         t3.to_scipy()
+    half = SparseTensor.from_dense(np.ones((2, 2), np.float16), csr_layout(), name="h")
+    with pytest.raises(ValueError, match=r"'h': SciPy sparse arrays cannot hold float16"):
+        half.to_scipy()
+    np.testing.assert_array_equal(half.astype(np.float32).to_scipy().toarray(), np.ones((2, 2)))
     with pytest.raises(TypeError, match="expects a SciPy sparse"):
         from_scipy(np.ones((2, 2)))
 
