@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import tvm
 from tvm import relay
 
+from sparse_import import _format
 from sparse_import.backend.build import Timing, build, time_module
 from sparse_import.backend.kernels import SparseOperand, sparse_conv2d_expr, sparse_dense_expr
 
@@ -148,13 +149,10 @@ def machine() -> str:
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """Plain aligned text table (floats with 3 significant decimals)."""
+    """Right-aligned text table (floats with 3 decimals), laid out by the CLI's formatter."""
 
     def cell(value: object) -> str:
         return f"{value:.3f}" if isinstance(value, float) else str(value)
 
-    cells = [list(header)] + [[cell(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    cells = [[cell(v) for v in row] for row in rows]
+    return _format.format_table(list(header), cells, "r" * len(header))

@@ -88,7 +88,7 @@ class SiteMatrix:
     @cached_property
     def csr(self) -> sp.csr_array:
         """The ``(units, in)`` matrix in CSR (wrapping the IR's arrays when it is CSR)."""
-        return matrix.to_csr(self.site.matrix)
+        return self.site.matrix.to_scipy("csr")
 
     @property
     def own_block(self) -> tuple[int, int]:

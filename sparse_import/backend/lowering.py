@@ -16,7 +16,7 @@ from tvm import relay
 
 from sparse_import.imported import ImportedModel, SparseWeight
 
-from . import cost, matrix
+from . import cost
 from .decide import DENSE, Candidate, Decision, SiteMatrix, candidates, choose, stored_candidates
 from .kernels import SparseOperand
 from .rewrite import SparseCall, rewrite_module
@@ -79,7 +79,7 @@ def _reason(mode: str, chosen: Candidate, priced: list[tuple[float, Candidate]],
 
 def _operand(site: SiteMatrix, chosen: Candidate) -> SparseOperand:
     if chosen.lowering == "bsr":
-        return SparseOperand.from_scipy(matrix.to_bsr(site.site.matrix, chosen.block))
+        return SparseOperand.from_scipy(site.site.matrix.to_scipy("bsr", blocksize=chosen.block))
     return SparseOperand.from_scipy(site.csr)
 
 

@@ -5,7 +5,7 @@ A frontend often hands a weight to its matrix product through a chain of unary o
 applied to the IR tensor instead of the dense array: a transpose relabels the levels in O(1), a
 cast converts the stored values, a row-major reshape moves every stored coordinate (its linear
 offset is unchanged). The result is the ``(units, in)`` matrix of TVM's ``nn.sparse_dense``,
-read out as SciPy CSR/BSR from the stored values and coordinates.
+read out with ``SparseTensor.to_scipy`` from the stored values and coordinates.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sparse_import.errors import tensor_label
 from sparse_import.layouts import bsr_layout, coo_layout, csr_layout
 from sparse_import.tensor import SparseTensor
 
-__all__ = ["block_count", "matrix_block", "reshape", "to_bsr", "to_csr"]
+__all__ = ["block_count", "matrix_block", "reshape"]
 
 
 def reshape(tensor: SparseTensor, shape: tuple[int, ...]) -> SparseTensor:
@@ -89,18 +89,6 @@ def matrix_block(tensor: SparseTensor) -> tuple[int, int]:
     if len(block) == 2 and block != (1, 1) and tensor.is_layout(bsr_layout(block)):
         return block
     return (1, 1)
-
-
-def to_csr(tensor: SparseTensor) -> sp.csr_array:
-    """The rank-2 tensor as SciPy CSR (stored arrays wrapped when it already is CSR)."""
-    return tensor.to_scipy("csr")
-
-
-def to_bsr(tensor: SparseTensor, block: tuple[int, int]) -> sp.bsr_array:
-    """The rank-2 tensor as SciPy BSR with ``block``; the stored blocks are wrapped when the
-    tensor is stored as BSR with that block, otherwise every block holding a stored value is
-    kept with explicit zeros filled in."""
-    return tensor.to_scipy("bsr", blocksize=block)
 
 
 def block_count(csr: sp.csr_array | sp.csr_matrix, block: tuple[int, int]) -> int:
