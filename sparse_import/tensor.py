@@ -311,6 +311,52 @@ class SparseTensor:
             quant = replace(quant, axis=inverse[quant.axis])
         return replace(self, shape=shape, levels=levels, quantization=quant)
 
+    def reshape(self, shape: tuple[int, ...]) -> SparseTensor:
+        """Row-major reshape, as ``numpy.reshape`` on the dense form, without densifying.
+
+        The same tensor is returned when ``shape`` equals its shape; otherwise the stored values
+        are re-addressed by their linear offsets (unchanged by a row-major reshape) into a
+        sorted CSR (rank 2) or COO tensor, in O(nnz log nnz).
+
+        Raises
+        ------
+        ValueError
+            When the sizes differ, naming the tensor.
+        """
+        from .layouts import coo_layout, csr_layout
+
+        shape = tuple(int(n) for n in shape)
+        if shape == self.shape:
+            return self
+        if math.prod(shape) != self.size:
+            raise ValueError(f"{tensor_label(self.name)}: cannot reshape {self.shape} into {shape}")
+        offsets = self.linear_offsets()
+        order = np.argsort(offsets, kind="stable")
+        coords = np.unravel_index(offsets[order], shape)
+        values = self.values[order]
+        if len(shape) == 2 and offsets.size:
+            # sorted offsets are sorted rows, then sorted columns: CSR directly
+            indptr = np.concatenate(([0], np.cumsum(np.bincount(coords[0], minlength=shape[0]))))
+            return SparseTensor(
+                shape,
+                csr_layout(),
+                (None, indptr),
+                (None, coords[1]),
+                values,
+                self.name,
+                self.quantization,
+            )
+        positions = (np.array([0, offsets.size], dtype=np.int64),) + (None,) * (len(shape) - 1)
+        return SparseTensor(
+            shape,
+            coo_layout(len(shape)),
+            positions,
+            tuple(coords),
+            values,
+            self.name,
+            self.quantization,
+        )
+
     def astype(self, dtype: Any) -> SparseTensor:
         """The same layout with values cast to ``dtype`` (no copy when it already matches)."""
         dtype = np.dtype(dtype)

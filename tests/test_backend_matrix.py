@@ -29,7 +29,7 @@ def _dense(rng, shape, density):
 def test_reshape_matches_numpy(rng, shape, new_shape, levels):
     dense = _dense(rng, shape, 0.3)
     tensor = SparseTensor.from_dense(dense, levels, name="w")
-    reshaped = matrix.reshape(tensor, new_shape)
+    reshaped = tensor.reshape(new_shape)
     reshaped.validate()
     np.testing.assert_array_equal(reshaped.to_dense(), dense.reshape(new_shape))
     assert reshaped.nnz == tensor.nnz  # stored values (explicit zeros too) move, none appear
@@ -37,13 +37,13 @@ def test_reshape_matches_numpy(rng, shape, new_shape, levels):
 
 def test_reshape_to_the_same_shape_is_the_tensor(rng):
     tensor = from_scipy(sp.csr_array(_dense(rng, (4, 5), 0.5)))
-    assert matrix.reshape(tensor, (4, 5)) is tensor
+    assert tensor.reshape((4, 5)) is tensor
 
 
 def test_reshape_refuses_another_size(rng):
     tensor = from_scipy(sp.csr_array(_dense(rng, (4, 5), 0.5)), name="w")
     with pytest.raises(ValueError, match=r"sparse tensor 'w': cannot reshape \(4, 5\) into"):
-        matrix.reshape(tensor, (3, 7))
+        tensor.reshape((3, 7))
 
 
 @pytest.mark.parametrize("block", [(1, 1), (4, 1), (2, 2), (1, 8), (16, 1)])

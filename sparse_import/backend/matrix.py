@@ -10,72 +10,13 @@ read out with ``SparseTensor.to_scipy`` from the stored values and coordinates.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import scipy.sparse as sp
 
-from sparse_import.errors import tensor_label
-from sparse_import.layouts import bsr_layout, coo_layout, csr_layout
+from sparse_import.layouts import bsr_layout
 from sparse_import.tensor import SparseTensor
 
-__all__ = ["block_count", "matrix_block", "reshape"]
-
-
-def reshape(tensor: SparseTensor, shape: tuple[int, ...]) -> SparseTensor:
-    """Row-major reshape of a sparse tensor, as ``numpy.reshape`` on its dense form.
-
-    The same tensor is returned when ``shape`` equals its shape; otherwise the stored values are
-    re-addressed by their linear offsets into a sorted COO tensor, in O(nnz log nnz).
-
-    Parameters
-    ----------
-    tensor : SparseTensor
-        Any layout.
-    shape : tuple[int, ...]
-        New shape with the same number of elements.
-
-    Returns
-    -------
-    SparseTensor
-        ``result.to_dense() == tensor.to_dense().reshape(shape)``.
-
-    Raises
-    ------
-    ValueError
-        When the sizes differ, naming the tensor.
-    """
-    shape = tuple(int(n) for n in shape)
-    if shape == tensor.shape:
-        return tensor
-    if math.prod(shape) != tensor.size:
-        raise ValueError(f"{tensor_label(tensor.name)}: cannot reshape {tensor.shape} into {shape}")
-    offsets = tensor.linear_offsets()
-    order = np.argsort(offsets, kind="stable")
-    coords = np.unravel_index(offsets[order], shape)
-    rank = len(shape)
-    positions = (np.array([0, offsets.size], dtype=np.int64),) + (None,) * (rank - 1)
-    if rank == 2 and offsets.size:
-        # CSR directly: sorted offsets are sorted rows, then sorted columns.
-        indptr = np.concatenate(([0], np.cumsum(np.bincount(coords[0], minlength=shape[0]))))
-        return SparseTensor(
-            shape,
-            csr_layout(),
-            (None, indptr),
-            (None, coords[1]),
-            tensor.values[order],
-            tensor.name,
-            tensor.quantization,
-        )
-    return SparseTensor(
-        shape,
-        coo_layout(rank),
-        positions,
-        tuple(coords),
-        tensor.values[order],
-        tensor.name,
-        tensor.quantization,
-    )
+__all__ = ["block_count", "matrix_block"]
 
 
 def matrix_block(tensor: SparseTensor) -> tuple[int, int]:

@@ -18,7 +18,6 @@ from tvm import relay
 
 from sparse_import.tensor import SparseTensor
 
-from . import matrix
 from .uses import Use, op_name
 
 __all__ = ["Site", "classify"]
@@ -81,7 +80,7 @@ def _view(tensor: SparseTensor, chain: tuple[relay.Call, ...]) -> SparseTensor:
         elif name == "cast":
             tensor = tensor.astype(str(call.attrs.dtype))
         else:
-            tensor = matrix.reshape(tensor, _shape(call))
+            tensor = tensor.reshape(_shape(call))
     return tensor
 
 
@@ -130,7 +129,7 @@ def _conv_matrix(weight: SparseTensor, kernel_layout: str) -> SparseTensor:
     """
     if kernel_layout == "HWIO":
         weight = weight.transpose((3, 0, 1, 2))
-    return matrix.reshape(weight, (weight.shape[0], math.prod(weight.shape[1:])))
+    return weight.reshape((weight.shape[0], math.prod(weight.shape[1:])))
 
 
 def classify(use: Use, tensor: SparseTensor) -> Site | str:
