@@ -19,6 +19,7 @@ from sparse_import.imported import ImportedModel, SparseWeight
 from . import cost
 from .decide import DENSE, Candidate, Decision, SiteMatrix, candidates, choose, stored_candidates
 from .kernels import SparseOperand
+from .names import NameTable
 from .rewrite import SparseCall, rewrite_module
 from .sites import Site, classify
 from .uses import Use, find_uses
@@ -95,7 +96,11 @@ def _chain_key(site: Site) -> tuple:
 
 
 def _lower_weight(
-    weight: SparseWeight, uses: Sequence[Use], mode: str, batch_size: int | None
+    weight: SparseWeight,
+    uses: Sequence[Use],
+    mode: str,
+    batch_size: int | None,
+    names: NameTable,
 ) -> tuple[Decision, dict[relay.Expr, SparseCall]]:
     if not uses:
         return _dense(weight, "not read by the Relay function"), {}
@@ -129,8 +134,9 @@ def _lower_weight(
     for site in sites:
         key = _chain_key(site.site)
         if key not in operands:
-            prefix = weight.param if not operands else f"{weight.param}.{len(operands)}"
-            operands[key] = (_operand(site, chosen), prefix)
+            operand = _operand(site, chosen)
+            prefix = names.claim(weight.param, lambda p, o=operand: o.params(p).keys())
+            operands[key] = (operand, prefix)
         operand, prefix = operands[key]
         calls[site.site.use.consumer] = SparseCall(site.site, operand, prefix, chosen.sparse_lhs)
     return decision, calls
@@ -191,9 +197,10 @@ def lower(
     func = mod["main"]
     _check_weights(func, imported)
     uses = find_uses(func, {w.param for w in imported.weights})
+    names = NameTable([*(p.name_hint for p in func.params), *imported.params])
     decisions, plan = [], {}
     for weight in imported.weights:
-        decision, calls = _lower_weight(weight, uses[weight.param], mode, batch_size)
+        decision, calls = _lower_weight(weight, uses[weight.param], mode, batch_size, names)
         decisions.append(decision)
         plan.update(calls)
     compressed = {d.param for d in decisions if d.lowering != "dense"}

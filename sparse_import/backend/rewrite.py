@@ -1,15 +1,16 @@
-"""Replace the matrix products of chosen weights with TVM's sparse kernels.
+"""Replace the matrix products of chosen weights with sparse ones.
 
 One pass of TVM's dataflow-pattern rewriter (C++ traversal) visits every ``nn.dense``,
 ``nn.matmul`` and ``nn.conv2d``; the calls listed in a plan become ``nn.sparse_dense`` (inputs of
 rank > 2 reshaped to ``(rows, in)`` and back) or ``nn.sparse_conv2d``, reading new parameters
 with the compressed arrays. Afterwards a weight parameter that no call reads any more leaves the
-function and the params.
+function and the params. On CPUs those calls run the kernels of :mod:`sparse_import.kernels`
+(:mod:`.strategy`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,18 +78,26 @@ class _Rewriter(DFPatternCallback):
         return expr
 
 
-def _dedupe_variables(body: relay.Expr) -> tuple[relay.Expr, list[relay.Var]]:
-    """Make variables with the same name one variable (sites sharing an operand)."""
+def _dedupe_variables(
+    body: relay.Expr, generated: Collection[str]
+) -> tuple[relay.Expr, list[relay.Var]]:
+    """Make the generated variables of one name one variable (sites sharing an operand).
+
+    Only names in ``generated`` are merged: a model may hold distinct variables with equal
+    names, and those must stay apart.
+    """
     first: dict[str, relay.Var] = {}
     rebind = {}
     for var in relay.analysis.free_vars(body):
+        if var.name_hint not in generated:
+            continue
         if var.name_hint in first:
             rebind[var] = first[var.name_hint]
         else:
             first[var.name_hint] = var
     if rebind:
         body = relay.bind(body, rebind)
-    return body, list(first.values())
+    return body, list(relay.analysis.free_vars(body))
 
 
 def rewrite_module(
@@ -118,7 +127,7 @@ def rewrite_module(
     """
     func = mod["main"]
     rewriter = _Rewriter(plan)
-    body, free = _dedupe_variables(rewriter.rewrite(func.body))
+    body, free = _dedupe_variables(rewriter.rewrite(func.body), rewriter.params.keys())
     free_names = {v.name_hint for v in free}
     kept = [p for p in func.params if p.name_hint not in weights or p.name_hint in free_names]
     declared = {p.name_hint for p in func.params}

@@ -70,15 +70,26 @@ def _shape(expr: relay.Expr) -> tuple[int | None, ...]:
     return tuple(int(d) if isinstance(d, tvm.tir.IntImm) else None for d in expr.checked_type.shape)
 
 
-def _view(tensor: SparseTensor, chain: tuple[relay.Call, ...]) -> SparseTensor:
-    """Apply the view operators of ``chain`` to the IR tensor."""
+def _view(tensor: SparseTensor, chain: tuple[relay.Call, ...]) -> SparseTensor | str:
+    """Apply the view operators of ``chain`` to the IR tensor, or say why it cannot be.
+
+    A cast to a dtype that is not a NumPy number (``bfloat16``, say) keeps the weight dense:
+    the IR holds NumPy arrays, and TVM computes such a chain from the dense constant.
+    """
     for call in chain:
         name = op_name(call)
-        if name == "transpose":
+        if name == "cast":
+            dtype = str(call.attrs.dtype)
+            try:
+                kind = np.dtype(dtype).kind
+            except TypeError:
+                kind = "?"
+            if kind not in "biuf":
+                return f"cast to {dtype}, a dtype the sparse IR cannot hold as NumPy numbers"
+            tensor = tensor.astype(dtype)
+        elif name == "transpose":
             axes = call.attrs.axes
             tensor = tensor.transpose(None if axes is None else tuple(int(a) for a in axes))
-        elif name == "cast":
-            tensor = tensor.astype(str(call.attrs.dtype))
         else:
             tensor = tensor.reshape(_shape(call))
     return tensor
@@ -157,6 +168,8 @@ def classify(use: Use, tensor: SparseTensor) -> Site | str:
     if name not in ("nn.dense", "nn.matmul", "nn.conv2d") or use.arg != 1:
         return f"read by {name} (argument {use.arg}), which has no sparse kernel"
     weight = _view(tensor, use.chain)
+    if isinstance(weight, str):
+        return weight
     data = call.args[0]
     reason = _dtype_reason(data, weight, str(call.attrs.out_dtype))
     if reason:
