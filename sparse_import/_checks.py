@@ -7,13 +7,14 @@ mutates its inputs.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from .errors import SparseFormatError
+from .errors import DenseLimitError, SparseFormatError, UnsupportedSparsityError
 from .levels import Level, LevelFormat, LevelPart
 
 if TYPE_CHECKING:
@@ -31,12 +32,28 @@ class LayoutInfo(NamedTuple):
     block_shape: tuple[int, ...]
 
 
+# NumPy arrays have at most this many dimensions (``numpy.ndarray`` refuses more).
+MAX_RANK = 64
+
+
 def check_shape(shape: Any, label: str) -> tuple[int, ...]:
-    """Return ``shape`` as a tuple of Python ints, each non-negative."""
+    """Return ``shape`` as a tuple of Python ints, each non-negative, at most :data:`MAX_RANK`.
+
+    Raises
+    ------
+    SparseFormatError
+        For a shape that is not a sequence of non-negative integers.
+    UnsupportedSparsityError
+        For a rank above NumPy's limit of :data:`MAX_RANK` dimensions.
+    """
     try:
         dims = tuple(shape)
     except TypeError:
         raise SparseFormatError(f"{label}: shape {shape!r} is not a sequence") from None
+    if len(dims) > MAX_RANK:
+        raise UnsupportedSparsityError(
+            f"{label}: rank {len(dims)} is above the {MAX_RANK} dimensions NumPy supports"
+        )
     out = []
     for d, n in enumerate(dims):
         try:
@@ -47,6 +64,41 @@ def check_shape(shape: Any, label: str) -> tuple[int, ...]:
             raise SparseFormatError(f"{label}: shape[{d}] = {value} is negative")
         out.append(int(value))
     return tuple(out)
+
+
+def check_values_dtype(dtype: np.dtype, label: str) -> None:
+    """Stored values are of a real numeric dtype (bool, integer or floating point).
+
+    Raises
+    ------
+    UnsupportedSparsityError
+        For complex values, which no backend of this library computes with.
+    SparseFormatError
+        For any other non-numeric dtype.
+    """
+    if dtype.kind == "c":
+        raise UnsupportedSparsityError(
+            f"{label}: {dtype} values are not supported (complex numbers; only bool, integer "
+            "and floating-point values are)"
+        )
+    if dtype.kind not in "biuf":
+        raise SparseFormatError(f"{label}: values dtype {dtype} is not numeric")
+
+
+def check_dense_limit(shape: tuple[int, ...], dtype: np.dtype, label: str, limit: int) -> None:
+    """Refuse a dense form over ``limit`` bytes, from the shape alone (nothing is allocated).
+
+    Raises
+    ------
+    DenseLimitError
+        Naming the tensor, its shape and dtype, the bytes needed and the limit.
+    """
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > limit:
+        raise DenseLimitError(
+            f"{label}: dense form of shape {shape} ({dtype}) needs {nbytes} bytes, over the "
+            f"dense byte limit of {limit} bytes"
+        )
 
 
 def check_level_map(shape: tuple[int, ...], levels: Sequence[Level], label: str) -> None:
@@ -202,10 +254,13 @@ def full_check(t: SparseTensor) -> LayoutInfo:
     # Segment starts of the innermost compressed level above, for order checks of singletons.
     starts: np.ndarray | None = None
     chain: list[np.ndarray] = []
+    # Sign of the lexicographic comparison of consecutive coordinate tuples of ``chain``,
+    # carried level to level so a chain of singletons costs O(nnz) per level, not O(rank).
+    cmp: np.ndarray | None = None
     for k, lvl in enumerate(t.levels):
         size = lvl.size(t.shape[lvl.dim])
         if lvl.format is DENSE:
-            starts, chain = None, []
+            starts, chain, cmp = None, [], None
             continue
         crd = t.coordinates[k]
         if crd.size:
@@ -232,35 +287,39 @@ def full_check(t: SparseTensor) -> LayoutInfo:
             starts = np.zeros(crd.shape[0], dtype=bool)
             inner = pos[:-1].astype(np.int64)
             starts[inner[inner < crd.shape[0]]] = True
-            chain = [crd]
-        else:
-            chain = [*chain, crd] if starts is not None else []
+            chain, cmp = [crd], _step_signs(crd)
+        elif starts is not None:
+            chain.append(crd)
+            cmp = np.where(cmp != 0, cmp, _step_signs(crd))
         if starts is None:
             continue
         if lvl.ordered:
-            _check_order(chain, starts, lvl, k, label)
+            _check_order(chain, cmp, starts, lvl, k, label)
         elif lvl.unique:
             _check_unique(chain, starts, lvl, k, label)
     return LayoutInfo(t.nnz, counts, t.level_sizes, t.block_shape)
 
 
+def _step_signs(crd: np.ndarray) -> np.ndarray:
+    """Sign of each step between consecutive coordinates, as int8."""
+    return np.sign(np.diff(crd.astype(np.int64, copy=False))).astype(np.int8)
+
+
 def _check_order(
-    chain: list[np.ndarray], starts: np.ndarray, lvl: Level, k: int, label: str
+    chain: list[np.ndarray],
+    cmp: np.ndarray,
+    starts: np.ndarray,
+    lvl: Level,
+    k: int,
+    label: str,
 ) -> None:
-    """Within each segment, coordinate tuples of the chain increase (strictly when unique)."""
+    """Within each segment, coordinate tuples of the chain increase (strictly when unique).
+
+    ``cmp`` compares each tuple with the next one (-1, 0, 1), outer levels first.
+    """
     if chain[-1].shape[0] < 2:
         return
     same_segment = ~starts[1:]
-    if len(chain) == 1:  # one compressed level: one pass over the coordinate differences
-        step = np.diff(chain[0].astype(np.int64, copy=False))
-        bad = same_segment & ((step <= 0) if lvl.unique else (step < 0))
-        if bad.any():
-            _order_error(chain, bad, lvl, k, label)
-        return
-    cmp = np.zeros(chain[-1].shape[0] - 1, dtype=np.int8)
-    for crd in reversed(chain):
-        step = np.sign(np.diff(crd.astype(np.int64))).astype(np.int8)
-        cmp = np.where(step != 0, step, cmp)
     bad = same_segment & ((cmp <= 0) if lvl.unique else (cmp < 0))
     if bad.any():
         _order_error(chain, bad, lvl, k, label)

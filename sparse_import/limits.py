@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
+
+import numpy as np
+
+from . import _checks
+from .errors import DenseLimitError
 
 DEFAULT_DENSE_BYTE_LIMIT = 4 * 1024**3
 _ENV = "SPARSE_IMPORT_MAX_DENSE_BYTES"
@@ -83,8 +88,6 @@ def check_model_total(tensors: Iterable[Any], model: str = "model") -> None:
     DenseLimitError
         Naming the model, the total and the largest tensor; nothing has been densified yet.
     """
-    from .errors import DenseLimitError
-
     limit = get_dense_byte_limit()
     # A tensor over the limit on its own is left to its own, more specific error.
     tensors = [t for t in tensors if t.dense_nbytes <= limit]
@@ -95,4 +98,40 @@ def check_model_total(tensors: Iterable[Any], model: str = "model") -> None:
             f"{model}: its {len(tensors)} sparse tensors need {total} bytes dense together, over "
             f"the dense byte limit of {limit} bytes (largest: {largest.name!r}, "
             f"{largest.dense_nbytes} bytes)"
+        )
+
+
+def check_dense_form(shape: Sequence[int], dtype: Any, label: str) -> None:
+    """Refuse a dense form of ``shape`` and ``dtype`` over the limit, from the declaration alone.
+
+    An adapter calls this before it reads a tensor's buffers, so a few bytes that declare a huge
+    tensor never cause a large read; the message is the one
+    :class:`~sparse_import.SparseTensor` gives for the same tensor.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparse_import import DenseLimitError
+    >>> try:
+    ...     check_dense_form((2**20, 2**20), np.float32, "sparse tensor 'w'")
+    ... except DenseLimitError as error:
+    ...     print(error)
+    sparse tensor 'w': dense form of shape (1048576, 1048576) (float32) needs 4398046511104
+    bytes, over the dense byte limit of 4294967296 bytes
+    """
+    shape = tuple(int(d) for d in shape)
+    _checks.check_dense_limit(shape, np.dtype(dtype), label, get_dense_byte_limit())
+
+
+def check_read_size(nbytes: int, what: str) -> None:
+    """Refuse to read ``nbytes`` of stored data (an external range) over the limit.
+
+    Examples
+    --------
+    >>> check_read_size(16, "sparse tensor 'w': indices")
+    """
+    limit = get_dense_byte_limit()
+    if nbytes > limit:
+        raise DenseLimitError(
+            f"{what}: reading {nbytes} bytes is over the dense byte limit of {limit} bytes"
         )

@@ -7,6 +7,7 @@ buffers, and the *values* buffer in storage order. Explicit zeros inside stored 
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -122,15 +123,9 @@ class SparseTensor:
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "levels", levels)
         values = _frozen(self.values, f"{label}: values")
-        if values.dtype.kind not in "biufc":
-            raise SparseFormatError(f"{label}: values dtype {values.dtype} is not numeric")
+        _checks.check_values_dtype(values.dtype, label)
         object.__setattr__(self, "values", values)
-        limit = get_dense_byte_limit()
-        if self.dense_nbytes > limit:
-            raise DenseLimitError(
-                f"{label}: dense form of shape {shape} ({values.dtype}) needs {self.dense_nbytes} "
-                f"bytes, over the dense byte limit of {limit} bytes"
-            )
+        _checks.check_dense_limit(shape, values.dtype, label, get_dense_byte_limit())
         positions, coordinates = _checks.check_buffers(
             levels, self.positions, self.coordinates, label, _frozen
         )
@@ -322,10 +317,12 @@ class SparseTensor:
         ------
         ValueError
             When the sizes differ, naming the tensor.
+        SparseFormatError, UnsupportedSparsityError
+            When ``shape`` is not a shape (negative or non-integer dimensions, rank above 64).
         """
         from .layouts import coo_layout, csr_layout
 
-        shape = tuple(int(n) for n in shape)
+        shape = _checks.check_shape(shape, tensor_label(self.name))
         if shape == self.shape:
             return self
         if math.prod(shape) != self.size:
@@ -363,6 +360,13 @@ class SparseTensor:
         if dtype == self.dtype:
             return self
         return replace(self, values=self.values.astype(dtype))
+
+    def renamed(self, name: str | None) -> SparseTensor:
+        """The same tensor (shared buffers) under another name, keeping a completed
+        :meth:`validate`, so a tensor that a file stores once but names twice is scanned once."""
+        out = copy.copy(self)  # shares the frozen buffers and a completed validation
+        object.__setattr__(out, "name", name)
+        return out
 
     def with_values(self, values: np.ndarray) -> SparseTensor:
         """The same layout with new stored values (same length)."""

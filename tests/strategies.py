@@ -13,11 +13,18 @@ VALUE_DTYPES = [np.float32, np.float16, np.float64, np.int8, np.uint8, np.int32,
 
 @st.composite
 def layouts(
-    draw, max_rank: int = 4, max_dim: int = 6, allow_coo: bool = True, tflite: bool = False
+    draw,
+    max_rank: int = 4,
+    max_dim: int = 6,
+    allow_coo: bool = True,
+    tflite: bool = False,
+    compressed_in_block: bool = False,
 ):
     """Draw ``(shape, levels)``: random ranks, blocks, level orders and formats.
 
-    With ``tflite=True`` only layouts TFLite can express: no COO, in-block levels dense.
+    With ``tflite=True`` only layouts TFLite's runtime decodes: no COO, in-block levels dense;
+    ``compressed_in_block=True`` adds what the format also allows, a compressed in-block level
+    below a dense block level (whose size states the block size).
     """
     rank = draw(st.integers(1, max_rank))
     shape = tuple(draw(st.integers(1, max_dim)) for _ in range(rank))
@@ -50,9 +57,13 @@ def layouts(
         )
     )
     if tflite:
+        outer = {d: f for (d, p, _), f in zip(fixed, formats, strict=True) if p is LevelPart.BLOCK}
         formats = [
-            LevelFormat.DENSE if p is LevelPart.ELEMENT else f
-            for (_, p, _), f in zip(fixed, formats, strict=True)
+            LevelFormat.DENSE
+            if p is LevelPart.ELEMENT
+            and not (compressed_in_block and outer[d] is LevelFormat.DENSE)
+            else f
+            for (d, p, _), f in zip(fixed, formats, strict=True)
         ]
     levels = tuple(Level(d, f, p, b) for (d, p, b), f in zip(fixed, formats, strict=True))
     return shape, levels

@@ -82,11 +82,11 @@ def test_paths_that_are_not_model_files(tmp_path):
     (tmp_path / "loop.tflite").symlink_to(tmp_path / "loop.tflite")
     os.mkfifo(tmp_path / "fifo.tflite")
     cases = {
-        "dir.tflite": r"does not exist",
+        "dir.tflite": r"is a directory, not a regular file",
         "missing.tflite": r"does not exist",
-        "loop.tflite": r"does not exist",
-        "fifo.tflite": r"does not exist",  # never opened: a FIFO would block the reader
-        "empty.tflite": r"is not a TFLite model: the file identifier is b''",
+        "loop.tflite": r"too many levels of symbolic links",
+        "fifo.tflite": r"is a FIFO \(named pipe\), not a regular file",  # never opened
+        "empty.tflite": r"is empty \(0 bytes\)",
     }
     for name, expect in cases.items():
         path = tmp_path / name

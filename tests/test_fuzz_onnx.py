@@ -16,6 +16,7 @@ from fuzz.choice import HypothesisChooser, RandomChooser, pick
 from fuzz.fields import FUZZ_DENSE_LIMIT
 from fuzz.onnx_proto import (
     DEFECTS,
+    MODEL_DEFECTS,
     SEED_MODELS,
     STRICT_DEFECTS,
     copy_proto,
@@ -24,6 +25,7 @@ from fuzz.onnx_proto import (
     havoc,
     mutate_bytes,
     prepare_bytes,
+    prepare_proto,
     seed_model_bytes,
 )
 from fuzz.outcomes import TALLY, attempt, fuzz_report, memory_cap  # noqa: F401  (fixture)
@@ -178,6 +180,37 @@ def test_defects_inside_models_are_rejected_with_their_message(model_name, data)
         expect=expect,
         what=f"{defect} in {model_name} {kind} {k}",
     )
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(SEED_MODELS), st.sampled_from(sorted(MODEL_DEFECTS)), st.data())
+def test_semantic_model_edits_are_rejected_with_their_message(model_name, defect, data):
+    """Renames onto existing names, aliases, duplicates in subgraphs, huge dims, deep nesting
+    and bad perms on a fixture model: each refused with its own message before TVM runs or,
+    for an edit that may leave the model valid, refused as documented or prepared."""
+    choose = HypothesisChooser(data)
+    model = onnx.ModelProto.FromString(seed_model_bytes(model_name))
+    expect = MODEL_DEFECTS[defect](model, choose)
+    if expect is None:
+        return
+    attempt(
+        "onnx",
+        lambda: prepare_proto(model),
+        expect=expect or None,
+        what=f"{defect} on {model_name}",
+    )
+
+
+def test_every_semantic_edit_applies_to_some_fixture():
+    """No edit is dead: each finds something to edit in at least one fixture model."""
+    for defect, edit in MODEL_DEFECTS.items():
+        applied = [
+            name
+            for name in SEED_MODELS
+            if edit(onnx.ModelProto.FromString(seed_model_bytes(name)), RandomChooser(1))
+            is not None
+        ]
+        assert applied, f"{defect} applies to none of {SEED_MODELS}"
 
 
 @pytest.mark.parametrize("defect", ["index_out_of_range", "duplicate_index", "dense_bomb"])

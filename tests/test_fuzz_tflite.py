@@ -24,15 +24,19 @@ from fuzz.tflite_model import (
     FILE_DEFECTS,
     INT32_MAX,
     NOT_IN_FILES,
+    SEMANTIC,
     decode_all,
+    decode_and_check_graph,
     decode_consistent,
     fixture_bytes,
     havoc_model,
     mutate_bytes,
     pack,
+    pack_shared,
     small_fixtures,
     sparse_indices,
     tensor_name,
+    to_offset_layout,
     unpack,
     write_case,
 )
@@ -260,3 +264,16 @@ def test_object_api_rewrite_of_fixtures_changes_nothing(fixture):
         assert again[index].levels == t.levels and again[index].name == t.name
         assert again[index].index_dtypes == t.index_dtypes
     TALLY.add("tflite", "valid", len(again))
+
+
+@FUZZ
+@given(st.sampled_from(small_fixtures()), st.sampled_from(sorted(SEMANTIC)), st.data())
+def test_semantic_mutations_are_rejected_or_consistent(fixture, mutation, data):
+    """Shared flatbuffer references (operators, tensors, sparsity tables), renames onto existing
+    names, huge dimensions and ranks past 64, in the inline or the offset layout: a documented
+    error naming where, or sparse tensors that decode to what they store, within the time limit
+    of every case."""
+    model = unpack(fixture)
+    what = SEMANTIC[mutation](model, HypothesisChooser(data))
+    packed = to_offset_layout(model) if data.draw(st.booleans()) else pack_shared(model)
+    attempt("tflite", lambda: decode_and_check_graph(packed), what=f"{what} of {fixture}")

@@ -166,6 +166,44 @@ def test_values_dtype():
         csr([0, 1, 1, 1], [0], values=np.array(["a"]))
 
 
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_complex_values_are_unsupported(dtype):
+    name = np.dtype(dtype).name
+    with pytest.raises(
+        UnsupportedSparsityError, match=rf"^sparse tensor 'w': {name} values are not supported"
+    ):
+        csr([0, 1, 1, 1], [0], values=np.ones(1, dtype))
+    with pytest.raises(UnsupportedSparsityError, match=rf"'w': {name} values are not supported"):
+        csr([0, 1, 1, 1], [0]).astype(dtype)
+
+
+@pytest.mark.parametrize("rank", [65, 66, 128, 1000])
+def test_rank_above_numpys_limit_is_unsupported(rank):
+    """Shapes, dense forms and reshapes past NumPy's 64 dimensions, refused before NumPy sees
+    them; rank 64 itself works."""
+    message = rf"^sparse tensor 'w': rank {rank} is above the 64 dimensions NumPy supports"
+    with pytest.raises(UnsupportedSparsityError, match=message):
+        SparseTensor((1,) * rank, (), (), (), np.ones(1), name="w")
+    with pytest.raises(UnsupportedSparsityError, match=message):
+        csr([0, 1, 1, 1], [0]).reshape((1,) * (rank - 2) + (3, 4))
+    t = csr([0, 1, 1, 1], [0]).reshape((1,) * 62 + (3, 4))
+    assert t.rank == 64 and t.to_dense().sum() == 1
+
+
+@pytest.mark.parametrize("shape", [(-3, -4), (12.0,), ("3", 4)])
+def test_reshape_to_a_non_shape_is_refused(shape):
+    with pytest.raises(SparseFormatError, match=r"^sparse tensor 'w': shape\[0\] = "):
+        csr([0, 1, 1, 1], [0]).reshape(shape)
+
+
+def test_renamed_shares_buffers_and_validation():
+    t = csr([0, 1, 1, 2], [0, 3])
+    t.validate()
+    u = t.renamed("v")
+    assert u.name == "v" and t.name == "w" and u.values is t.values
+    assert u.validate() is t.validate()
+
+
 def test_dense_byte_limit_is_checked_before_allocation():
     # 10^6 x 10^6 float32 would be 4 TB; refused at construction with no allocation.
     with pytest.raises(
@@ -330,13 +368,13 @@ D4 = {"format": "DENSE", "dense_size": 4}
                 "block_map": [1],
                 "dim_metadata": _meta(
                     D3,
-                    {"format": "DENSE", "dense_size": 2},
+                    {"format": "SPARSE_CSR", "array_segments": [0, 0, 0, 0], "array_indices": []},
                     {"format": "SPARSE_CSR", "array_segments": [0], "array_indices": []},
                 ),
             },
             UnsupportedSparsityError,
-            r"block level 2 \(the in-block part of dimension 1\) is "
-            r"SPARSE_CSR",
+            r"levels 1 and 2 \(the blocks and the in-block part of dimension 1\) are both "
+            r"SPARSE_CSR, so neither states the block size",
         ),
         (
             {

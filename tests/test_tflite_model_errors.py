@@ -158,7 +158,9 @@ def test_corrupt_sparsity_parameters_are_reported(case):
 def test_densify_of_a_tensor_without_sparsity_is_reported():
     model = edit(fixture_bytes(CSR), _no_sparsity_behind_densify)
     with pytest.raises(
-        SparseFormatError, match=r"DENSIFY input tensor 'fc/weight' \(index 0\) has no sparsity"
+        SparseFormatError,
+        match=r"operator 0 \(DENSIFY\) of subgraph 0: input tensor 'fc/weight' \(index 0\) has no "
+        r"sparsity parameters; DENSIFY needs a constant sparse tensor",
     ):
         import_model(model)
 
@@ -439,13 +441,14 @@ def _quantize_conv_weights(model):
             graph.tensors[op.inputs[1]].quantization = quantization
 
 
-def test_other_dynamic_range_operators_are_refused_as_tvm_refuses_them():
+def test_hybrid_conv_with_one_weight_scale_is_refused_by_name():
+    """Hybrid CONV_2D is converted for per-channel int8 weights; one scale for all channels is
+    refused (LiteRT itself computes inf for such files)."""
     model = edit(fixture_bytes("conv2d_densify.tflite"), _quantize_conv_weights)
     with pytest.raises(
         UnsupportedModelError,
-        match=r"^model: TVM's TFLite frontend cannot convert it: OpNotImplemented: .*"
-        r"operators are likely to have dynamic range quantization: \['CONV_2D'\]; only "
-        r"\['FULLY_CONNECTED'\] are converted with float inputs and quantized weights",
-    ) as info:
+        match=r"^model: TVM's TFLite frontend cannot convert it: OpNotImplemented: hybrid "
+        r"CONV_2D \(float input, quantized weight\) is converted for int8 weights with one scale "
+        r"per output channel, not float32 with 1 scale\(s\) for \d+ channels",
+    ):
         import_model(model)
-    assert isinstance(info.value.__cause__, tvm.error.OpNotImplemented)

@@ -11,26 +11,26 @@ from typing import Any
 
 from sparse_import.errors import UnsupportedModelError
 from sparse_import.imported import ImportedModel, SparseWeight
+from sparse_import.inputs import check_input_dicts
 
-from .model import PreparedModel, load_model, prepare
+from .inputs import declared_inputs
+from .model import load_model, prepare
 from .sparse import from_onnx, to_onnx
 
 __all__ = ["from_onnx", "import_model", "to_onnx"]
 
+_MESSAGE_CHARS = 300
 
-def _check_names(what: str, names: dict[str, Any] | None, prepared: PreparedModel) -> None:
-    """TVM asserts on unknown names; refuse them (and weight names) with a clear message."""
-    for name in names or {}:
-        if name in prepared.weights:
-            raise UnsupportedModelError(
-                f"{what} names {name!r}, a sparse weight of the model, not one of its inputs "
-                f"({', '.join(prepared.inputs)})"
-            )
-        if name not in prepared.inputs:
-            raise UnsupportedModelError(
-                f"{what} names {name!r}, which is not an input of the model "
-                f"({', '.join(prepared.inputs)})"
-            )
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line: the last line of a TVM error (its C++ backtrace comes
+    first), shortened to a few hundred characters."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[-1] if lines else ""
+    text = text.removeprefix(f"{type(exc).__name__}: ")  # TVM repeats the type on that line
+    if len(text) > _MESSAGE_CHARS:
+        text = text[: _MESSAGE_CHARS - 3] + "..."
+    return f"{type(exc).__name__}: {text}"
 
 
 def import_model(
@@ -66,9 +66,11 @@ def import_model(
     SparseFormatError
         A sparse tensor breaking the ONNX checker's rules (see :func:`from_onnx`).
     UnsupportedModelError
-        Not an ONNX model, unreadable external data, input names TVM would reject, or a graph
-        TVM's frontend cannot convert (unsupported operators, for one); TVM's exception is
-        chained.
+        Not an ONNX model, unreadable external data, subgraphs nested too deep, a
+        ``shape_dict``/``dtype_dict`` that names something other than an input or contradicts
+        its declared type (rank, a fixed dimension, a dimension < 1, the element type), or a
+        graph TVM's frontend cannot convert (unsupported operators, for one): one line, with
+        TVM's exception chained.
     UnsupportedSparsityError
         Sparse graph inputs, or sparse attributes other than ``Constant``'s ``sparse_value``.
 
@@ -97,15 +99,16 @@ def import_model(
 
     proto, base, owned = load_model(model, base_dir)
     prepared = prepare(proto, base, owned=owned)
-    _check_names("shape_dict", shape_dict, prepared)
-    _check_names("dtype_dict", dtype_dict, prepared)
+    check_input_dicts(
+        shape_dict, dtype_dict, declared_inputs(prepared.input_types), prepared.weights
+    )
     try:
         mod, params = relay.frontend.from_onnx(
             prepared.model, shape=shape_dict, dtype=dtype_dict or "float32", freeze_params=True
         )
     except Exception as exc:  # TVM raises anything from KeyError to TVMError
         raise UnsupportedModelError(
-            f"model: TVM's ONNX frontend cannot convert it: {type(exc).__name__}: {exc}"
+            f"model: TVM's ONNX frontend cannot convert it: {_one_line(exc)}"
         ) from exc
     weights = tuple(
         SparseWeight(name, tensor, tensor, consumer)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from sparse_import.errors import UnsupportedModelError
+from sparse_import.limits import check_read_size
 
 from ._proto import NUMERIC_TYPES, type_name
 
@@ -101,6 +102,12 @@ def read_external(
     check_dims : callable, optional
         Called with the dims once the file range is checked, before anything is read; raises
         to refuse a size the caller cannot use.
+
+    Raises
+    ------
+    DenseLimitError
+        When the tensor's bytes exceed the dense byte limit (checked before reading; a file
+        with holes can declare far more than it occupies on disk).
     """
     dtype = NUMERIC_TYPES.get(tensor.data_type)
     if dtype is None:
@@ -127,6 +134,7 @@ def read_external(
         )
     if check_dims is not None:
         check_dims(dims)
+    check_read_size(expected, what)
     array = np.fromfile(path, dtype=dtype.newbyteorder("<"), count=math.prod(dims), offset=offset)
     return array.astype(dtype, copy=False).reshape(dims)
 

@@ -5,28 +5,33 @@ fails with ``KeyError``) and cannot parse ``Constant``'s ``sparse_value`` attrib
 sparse tensor is read into the IR and replaced:
 
 - a main-graph sparse tensor that is a *weight* (floating point, or the quantized input of a
-  ``DequantizeLinear``) read by main-graph nodes only becomes a graph input of the same name
-  whose dense value is returned as a parameter; TVM turns it into a Relay variable of that name;
-- any other main-graph sparse tensor, and every sparse tensor inside a subgraph (``If``/``Loop``
-  bodies), becomes the equivalent dense initializer or dense ``Constant``, which TVM folds into
-  the module as a constant.
+  ``DequantizeLinear``) read by main-graph nodes only, each reading it as data
+  (:mod:`.weights`), becomes a graph input of the same name whose dense value is returned as a
+  parameter; TVM turns it into a Relay variable of that name;
+- any other sparse tensor (one read as a ``Resize`` scale or a ``Reshape`` shape, say), and
+  every sparse tensor inside a subgraph (``If``/``Loop`` bodies), becomes the equivalent dense
+  initializer or dense ``Constant``, written in place, which TVM folds into the module.
 
-External data (dense or sparse) is read here with :mod:`.external`'s checks, so TVM sees a
-self-contained model. A caller's ``ModelProto`` is copied once, and only when it needs
-rewriting; a model read from a path or bytes is rewritten in place.
+Before anything is read, the graphs are walked once, iteratively and to a bounded depth
+(:mod:`.graphs`), names a sparse tensor shares with another definition of its graph are
+refused, and the declared dense sizes are checked against the dense byte limit. External data
+(dense or sparse) is read here with :mod:`.external`'s checks, so TVM sees a self-contained
+model. A caller's ``ModelProto`` is copied once, and only when it needs rewriting; a model read
+from a path or bytes is rewritten in place. Every step is linear in the size of the model.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from sparse_import.detect import read_model_file
 from sparse_import.errors import (
     SparseFormatError,
     UnsupportedModelError,
@@ -38,9 +43,12 @@ from sparse_import.tensor import SparseTensor
 
 from ._proto import onnx, type_name
 from .external import inline_external, uses_external_data
-from .sparse import from_onnx
+from .graphs import check_sparse_names, node_label, sparse_value, subgraphs, walk
+from .inputs import InputType, declared_types
+from .sparse import MAX_RANK, from_onnx
+from .weights import check_transposes, is_weight
 
-GRAPH, GRAPHS, SPARSE_TENSOR, SPARSE_TENSORS = 5, 10, 11, 12  # AttributeProto.AttributeType
+TENSOR, SPARSE_TENSOR, SPARSE_TENSORS = 4, 11, 12  # AttributeProto.AttributeType
 
 
 @dataclass
@@ -55,13 +63,17 @@ class PreparedModel:
     weights : dict of str to (SparseTensor, str)
         The same names -> the weight in the IR and the op type of its first consumer.
     inputs : list of str
-        The model's own runtime inputs (graph inputs that are neither initializers nor weights).
+        The model's own runtime inputs: graph inputs that are neither initializers (dense or
+        sparse, which old exporters also list as inputs) nor weights.
+    input_types : dict of str to InputType
+        The declared element type and dims of each of ``inputs``.
     """
 
     model: Any
     params: dict[str, np.ndarray] = field(default_factory=dict)
     weights: dict[str, tuple[SparseTensor, str]] = field(default_factory=dict)
     inputs: list[str] = field(default_factory=list)
+    input_types: dict[str, InputType] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- loading
@@ -81,9 +93,7 @@ def load_model(model: Any, base_dir: str | Path | None = None) -> tuple[Any, Pat
         return model, None if base_dir is None else Path(base_dir), False
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
-        if not path.is_file():
-            raise UnsupportedModelError(f"ONNX model file {str(path)!r} does not exist")
-        data = path.read_bytes()
+        data = read_model_file(path)
         base = path.parent if base_dir is None else Path(base_dir)
     elif isinstance(model, (bytes, bytearray, memoryview)):
         data, base = bytes(model), None if base_dir is None else Path(base_dir)
@@ -103,26 +113,9 @@ def load_model(model: Any, base_dir: str | Path | None = None) -> tuple[Any, Pat
 
 
 # --------------------------------------------------------------------------- graph walking
-def subgraphs(node) -> Iterator[Any]:
-    """The graphs held by ``node``'s attributes (``If`` branches, ``Loop``/``Scan`` bodies)."""
-    for attr in node.attribute:
-        if attr.type == GRAPH:
-            yield attr.g
-        elif attr.type == GRAPHS:
-            yield from attr.graphs
-
-
-def all_graphs(graph) -> Iterator[Any]:
-    """``graph`` and, depth first, every graph nested in its nodes."""
-    yield graph
-    for node in graph.node:
-        for sub in subgraphs(node):
-            yield from all_graphs(sub)
-
-
-def _dense_tensors(graph) -> Iterator[tuple[Any, str]]:
+def _dense_tensors(graphs: Sequence[Any]) -> Iterator[tuple[Any, str]]:
     """Every dense ``TensorProto`` of every graph, with how error messages name it."""
-    for g in all_graphs(graph):
+    for g in graphs:
         for tensor in g.initializer:
             yield tensor, f"initializer {tensor.name!r}"
         for node in g.node:
@@ -134,16 +127,6 @@ def _dense_tensors(graph) -> Iterator[tuple[Any, str]]:
                     yield tensor, label
 
 
-def _sparse_value(node):
-    """The ``sparse_value`` attribute of a ``Constant`` node, or ``None``."""
-    if node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
-        return None
-    for attr in node.attribute:
-        if attr.name == "sparse_value":
-            return attr
-    return None
-
-
 class _Declared(NamedTuple):
     """A sparse tensor's name and dense size as its proto declares them (nothing read)."""
 
@@ -151,17 +134,19 @@ class _Declared(NamedTuple):
     dense_nbytes: int
 
 
-def _declared(graph) -> Iterator[_Declared]:
-    """Every sparse tensor of ``graph`` and its subgraphs, sized from dims and value type."""
+def _declared(graphs: Sequence[Any]) -> Iterator[_Declared]:
+    """Every sparse tensor of the graphs, sized from dims and value type."""
     to_dtype = onnx().helper.tensor_dtype_to_np_dtype
-    for g in all_graphs(graph):
+    for g in graphs:
         protos = [(t.values.name, t) for t in g.sparse_initializer]
         protos += [
             (n.output[0] if n.output else "", a.sparse_tensor)
             for n in g.node
-            if (a := _sparse_value(n)) is not None
+            if (a := sparse_value(n)) is not None
         ]
         for name, proto in protos:
+            if len(proto.dims) > MAX_RANK:
+                continue  # refused by its own reading; a product of huge dims is slow
             try:
                 itemsize = np.dtype(to_dtype(proto.values.data_type)).itemsize
             except (KeyError, TypeError, ValueError):
@@ -169,16 +154,16 @@ def _declared(graph) -> Iterator[_Declared]:
             yield _Declared(name, math.prod(max(int(d), 0) for d in proto.dims) * itemsize)
 
 
-def _check_sparse_attributes(graph) -> bool:
+def _check_sparse_attributes(graphs: Sequence[Any]) -> bool:
     """Whether any graph holds a sparse tensor; refuse sparse attributes other ops would read."""
     found = False
-    for g in all_graphs(graph):
+    for g in graphs:
         found = found or bool(g.sparse_initializer)
         for node in g.node:
             for attr in node.attribute:
                 if attr.type not in (SPARSE_TENSOR, SPARSE_TENSORS):
                     continue
-                if _sparse_value(node) is None or attr.name != "sparse_value":
+                if sparse_value(node) is None or attr.name != "sparse_value":
                     raise UnsupportedSparsityError(
                         f"node {node.name or node.op_type!r} ({node.op_type}) has the sparse "
                         f"attribute {attr.name!r}; only Constant's sparse_value is supported"
@@ -206,37 +191,43 @@ def _uses(graph) -> dict[str, list[tuple[str, int]]]:
     return uses
 
 
-def _read_in_subgraphs(graph) -> set[str]:
-    """Names read by nodes of any subgraph (including the subgraphs' own values)."""
-    names: set[str] = set()
+def _ranks(graph) -> dict[str, int]:
+    """Names of the values of ``graph`` whose rank is known without inference -> rank."""
+    ranks = {t.name: len(t.dims) for t in graph.initializer}
+    ranks.update((t.values.name, len(t.dims)) for t in graph.sparse_initializer)
+    for vi in graph.input:
+        kind = vi.type.tensor_type
+        if kind.HasField("shape") and vi.name not in ranks:
+            ranks[vi.name] = len(kind.shape.dim)
     for node in graph.node:
-        for sub in subgraphs(node):
-            for g in all_graphs(sub):
-                for inner in g.node:
-                    names.update(inner.input)
-    return names
-
-
-def _is_weight(tensor: SparseTensor, uses: list[tuple[str, int]]) -> bool:
-    if not uses:
-        return False
-    if tensor.dtype.kind == "f":
-        return True
-    return ("DequantizeLinear", 0) in uses
+        attr = sparse_value(node)
+        if attr is not None and node.output:
+            ranks[node.output[0]] = len(attr.sparse_tensor.dims)
+    return ranks
 
 
 # --------------------------------------------------------------------------- rewriting
-def _dense_proto(tensor: SparseTensor, name: str):
-    return onnx().numpy_helper.from_array(tensor.to_dense(), name)
+def _write_dense(proto, tensor: SparseTensor, name: str) -> None:
+    """Fill ``proto``, a ``TensorProto`` already in its place in the model, with the dense
+    form of ``tensor``, holding at most one transient copy next to the proto's own bytes."""
+    dense = tensor.to_dense()
+    proto.name = name
+    proto.data_type = onnx().helper.np_dtype_to_tensor_dtype(dense.dtype)
+    proto.dims.extend(dense.shape)
+    data = dense.astype(dense.dtype.newbyteorder("<"), copy=False).tobytes()
+    del dense
+    proto.raw_data = data
 
 
 def _replace_sparse_value(node, attr, tensor: SparseTensor) -> None:
-    dense = onnx().helper.make_attribute("value", _dense_proto(tensor, node.output[0]))
+    name = attr.name
     for k, a in enumerate(node.attribute):
-        if a.name == attr.name:
+        if a.name == name:
             del node.attribute[k]
             break
-    node.attribute.append(dense)
+    dense = node.attribute.add()
+    dense.name, dense.type = "value", TENSOR
+    _write_dense(dense.t, tensor, node.output[0])
 
 
 def _initializer_tensor(graph, k: int, base_dir) -> SparseTensor:
@@ -250,49 +241,54 @@ def _initializer_tensor(graph, k: int, base_dir) -> SparseTensor:
 
 def _constant_tensor(node, attr, base_dir) -> SparseTensor:
     if len(node.output) != 1 or not node.output[0]:
-        raise UnsupportedModelError(f"node {node.name!r} (Constant) must have one named output")
+        raise UnsupportedModelError(f"{node_label(node)} must have one named output")
     return from_onnx(attr.sparse_tensor, name=node.output[0], base_dir=base_dir)
 
 
-def _densify_subgraph(graph, base_dir) -> None:
-    """Replace the sparse tensors of a subgraph (and its own subgraphs) by dense ones."""
+def _densify(graph, base_dir) -> None:
+    """Replace the sparse tensors of one graph (not its subgraphs) by dense ones."""
     for k in range(len(graph.sparse_initializer)):
         tensor = _initializer_tensor(graph, k, base_dir)
-        graph.initializer.append(_dense_proto(tensor, tensor.name))
+        _write_dense(graph.initializer.add(), tensor, tensor.name)
     del graph.sparse_initializer[:]
     for node in graph.node:
-        attr = _sparse_value(node)
+        attr = sparse_value(node)
         if attr is not None:
             _replace_sparse_value(node, attr, _constant_tensor(node, attr, base_dir))
-        for sub in subgraphs(node):
-            _densify_subgraph(sub, base_dir)
 
 
-def _declare_input(graph, tensor: SparseTensor) -> None:
-    """Make ``tensor.name`` a graph input of exactly its type, checking any declaration."""
+def _declare_input(graph, declared: dict[str, Any], tensor: SparseTensor) -> None:
+    """Make ``tensor.name`` a graph input of exactly its type, checking any declaration.
+
+    ``declared`` maps the names of ``graph.input`` to their entries; it is kept up to date.
+    """
     helper = onnx().helper
     elem = helper.np_dtype_to_tensor_dtype(tensor.dtype)
-    for vi in graph.input:
-        if vi.name != tensor.name:
-            continue
-        declared = vi.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in declared.shape.dim)
-        shape_ok = not declared.HasField("shape") or (
-            len(dims) == tensor.rank
-            and all(d is None or d == n for d, n in zip(dims, tensor.shape, strict=True))
+    vi = declared.get(tensor.name)
+    if vi is None:
+        declared[tensor.name] = graph.input.add()
+        declared[tensor.name].CopyFrom(
+            helper.make_tensor_value_info(tensor.name, elem, tensor.shape)
         )
-        if declared.elem_type not in (0, elem) or not shape_ok:
-            raise SparseFormatError(
-                f"{tensor_label(tensor.name)}: graph input declares {type_name(declared.elem_type)}"
-                f" {dims}, but its sparse initializer is {type_name(elem)} {tensor.shape}"
-            )
-        vi.type.CopyFrom(helper.make_tensor_type_proto(elem, tensor.shape))
         return
-    graph.input.append(helper.make_tensor_value_info(tensor.name, elem, tensor.shape))
+    kind = vi.type.tensor_type
+    dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in kind.shape.dim)
+    shape_ok = not kind.HasField("shape") or (
+        len(dims) == tensor.rank
+        and all(d is None or d == n for d, n in zip(dims, tensor.shape, strict=True))
+    )
+    if kind.elem_type not in (0, elem) or not shape_ok:
+        raise SparseFormatError(
+            f"{tensor_label(tensor.name)}: graph input declares {type_name(kind.elem_type)}"
+            f" {dims}, but its sparse initializer is {type_name(elem)} {tensor.shape}"
+        )
+    vi.type.CopyFrom(helper.make_tensor_type_proto(elem, tensor.shape))
 
 
 def prepare(model, base_dir: str | Path | None = None, *, owned: bool = False) -> PreparedModel:
     """Rewrite ``model`` so that TVM's ONNX frontend can convert it (see the module docstring).
+
+    Every step is linear in the size of the model; nested graphs are walked iteratively.
 
     Parameters
     ----------
@@ -305,34 +301,45 @@ def prepare(model, base_dir: str | Path | None = None, *, owned: bool = False) -
     Raises
     ------
     SparseFormatError
-        A malformed sparse tensor, a name defined twice, or a graph input whose declared type
-        contradicts its sparse initializer.
+        A malformed sparse tensor, a sparse tensor's name defined twice in its graph (by a
+        tensor or a node output), or a graph input whose declared type contradicts its sparse
+        initializer.
     UnsupportedSparsityError
         Sparse graph inputs/outputs, or sparse attributes of ops other than ``Constant``.
     UnsupportedModelError
-        Unreadable external data.
+        Unreadable external data, subgraphs nested too deep, or a ``Transpose`` whose ``perm``
+        does not fit its input.
     """
     graph = model.graph
+    graphs = walk(graph)
     _check_no_sparse_io(graph)
-    has_sparse = _check_sparse_attributes(graph)
+    has_sparse = _check_sparse_attributes(graphs)
     if has_sparse:  # before any tensor is read or densified
-        check_model_total(_declared(graph), model="ONNX model")
-    external = [(t, label) for t, label in _dense_tensors(graph) if uses_external_data(t)]
+        for g in graphs:
+            check_sparse_names(g)
+        check_model_total(_declared(graphs), model="ONNX model")
+    for g in graphs:
+        check_transposes(g, _ranks(g))
+    external = [(t, label) for t, label in _dense_tensors(graphs) if uses_external_data(t)]
     if (has_sparse or external) and not owned:
         model = _copy(model)
         graph = model.graph
-        external = [(t, label) for t, label in _dense_tensors(graph) if uses_external_data(t)]
+        graphs = walk(graph)
+        external = [(t, label) for t, label in _dense_tensors(graphs) if uses_external_data(t)]
     for tensor, label in external:
         inline_external(tensor, base_dir, label)
     prepared = PreparedModel(model)
     if has_sparse:
         _rewrite_main_graph(graph, base_dir, prepared)
+        for sub in graphs[1:]:
+            _densify(sub, base_dir)
     initialized = {t.name for t in graph.initializer}
     prepared.inputs = [
         vi.name
         for vi in graph.input
         if vi.name not in initialized and vi.name not in prepared.weights
     ]
+    prepared.input_types = declared_types(graph, prepared.inputs)
     return prepared
 
 
@@ -342,22 +349,42 @@ def _copy(model):
     return copy
 
 
+def _read_in_subgraphs(graph) -> set[str]:
+    """Names read by nodes of any subgraph (including the subgraphs' own values)."""
+    names: set[str] = set()
+    for node in graph.node:
+        for _, sub in subgraphs(node):
+            for g in walk(sub):
+                for inner in g.node:
+                    names.update(inner.input)
+    return names
+
+
+def _drop_nodes(graph, dropped: set[int]) -> None:
+    """Delete the nodes at the ``dropped`` indices, keeping the order, in one pass."""
+    kept = 0
+    for k in range(len(graph.node)):
+        if k in dropped:
+            continue
+        if kept != k:
+            graph.node[kept].CopyFrom(graph.node[k])
+        kept += 1
+    del graph.node[kept:]
+
+
 def _rewrite_main_graph(graph, base_dir, prepared: PreparedModel) -> None:
     uses = _uses(graph)
     # TVM 0.19's If converter loses graph inputs read by both branches (KeyError): a tensor
     # read inside a subgraph stays a constant.
     for name in _read_in_subgraphs(graph):
         uses.pop(name, None)
-    defined = {t.name for t in graph.initializer}
+    declared = {vi.name: vi for vi in graph.input}
 
     def take(tensor: SparseTensor) -> bool:
         """Record a weight; return False when the tensor must stay a constant instead."""
-        if tensor.name in defined:
-            raise SparseFormatError(f"{tensor_label(tensor.name)}: the name is defined twice")
-        defined.add(tensor.name)
-        if not _is_weight(tensor, uses.get(tensor.name, [])):
+        if not is_weight(tensor.dtype, uses.get(tensor.name, [])):
             return False
-        _declare_input(graph, tensor)
+        _declare_input(graph, declared, tensor)
         prepared.params[tensor.name] = tensor.to_dense()
         prepared.weights[tensor.name] = (tensor, uses[tensor.name][0][0])
         return True
@@ -365,19 +392,17 @@ def _rewrite_main_graph(graph, base_dir, prepared: PreparedModel) -> None:
     for k in range(len(graph.sparse_initializer)):
         tensor = _initializer_tensor(graph, k, base_dir)
         if not take(tensor):
-            graph.initializer.append(_dense_proto(tensor, tensor.name))
+            _write_dense(graph.initializer.add(), tensor, tensor.name)
     del graph.sparse_initializer[:]
 
-    taken = []
+    taken = set()
     for k, node in enumerate(graph.node):
-        attr = _sparse_value(node)
+        attr = sparse_value(node)
         if attr is not None:
             tensor = _constant_tensor(node, attr, base_dir)
             if take(tensor):
-                taken.append(k)
+                taken.add(k)
             else:
                 _replace_sparse_value(node, attr, tensor)
-        for sub in subgraphs(node):
-            _densify_subgraph(sub, base_dir)
-    for k in reversed(taken):
-        del graph.node[k]
+    if taken:
+        _drop_nodes(graph, taken)

@@ -27,6 +27,7 @@ import numpy as np
 from sparse_import._codec import index_dtype
 from sparse_import.errors import SparseFormatError, UnsupportedSparsityError, tensor_label
 from sparse_import.layouts import coo_layout
+from sparse_import.limits import check_dense_form, check_read_size
 from sparse_import.tensor import SparseTensor
 
 from ._proto import NUMERIC_TYPES, onnx, type_name
@@ -34,6 +35,8 @@ from .external import read_external, uses_external_data
 
 INT64 = 7
 _INT64_MAX = np.iinfo(np.int64).max
+MAX_RANK = 64  # NumPy's limit on ndarray dimensions: no dense form of a higher rank exists
+_CHUNK = 1 << 20  # linear offsets unravelled per chunk, so temporaries stay O(chunk)
 
 
 def tensor_array(
@@ -75,6 +78,11 @@ def _dense_shape(sparse, label: str) -> tuple[int, ...]:
     shape = tuple(int(d) for d in sparse.dims)
     if not shape:
         raise SparseFormatError(f"{label}: dims must have rank > 0, got ()")
+    if len(shape) > MAX_RANK:
+        raise UnsupportedSparsityError(
+            f"{label}: dims have rank {len(shape)}; at most {MAX_RANK} dimensions are supported "
+            "(NumPy's limit for the dense form)"
+        )
     if min(shape) <= 0:
         raise SparseFormatError(f"{label}: dims {shape} must all be positive")
     if math.prod(shape) > _INT64_MAX:
@@ -109,6 +117,48 @@ def _check_declared_indices(
         )
 
 
+def _check_external_indices(
+    indices, dims: tuple[int, ...], shape: tuple[int, ...], nnz: int, label: str
+) -> None:
+    """External indices: of shape ``(nnz, rank)`` or ``(nnz,)``, and a read within the limit."""
+    _check_declared_indices(dims, shape, nnz, label)
+    itemsize = NUMERIC_TYPES.get(indices.data_type, np.dtype(np.int64)).itemsize
+    check_read_size(math.prod(dims) * itemsize, f"{label}: indices")
+
+
+def _declared_dims(tensor) -> tuple[int, ...]:
+    return tuple(int(d) for d in tensor.dims)
+
+
+def _check_declarations(sparse, shape: tuple[int, ...], label: str) -> None:
+    """Everything the dims of external values and indices must satisfy, before either is read.
+
+    The dense form must fit the dense byte limit, the values must be ``(nnz,)`` with ``nnz``
+    at most the dense size, the indices present when ``nnz > 0`` and of shape ``(nnz, rank)``
+    or ``(nnz,)``, and neither external range larger than the limit.
+    """
+    values = sparse.values
+    dtype = NUMERIC_TYPES.get(values.data_type)
+    if dtype is None:
+        return  # reading the values names the unsupported element type
+    check_dense_form(shape, dtype, label)
+    if not uses_external_data(values):
+        return  # inline values are already in memory; their dims are checked on reading
+    dims = _declared_dims(values)
+    what = f"{label}: values"
+    if len(dims) != 1:
+        raise SparseFormatError(f"{label}: values must have rank 1 ([NNZ]), got shape {dims}")
+    _check_declared_count(dims, shape, what)
+    nnz = dims[0]
+    if not sparse.HasField("indices"):
+        if nnz:
+            raise SparseFormatError(f"{label}: {nnz} values but no indices")
+        return
+    if uses_external_data(sparse.indices):
+        dims = _declared_dims(sparse.indices)
+        _check_external_indices(sparse.indices, dims, shape, nnz, label)
+
+
 def _index_array(
     sparse, base_dir, label: str, strict: bool, shape: tuple[int, ...], nnz: int
 ) -> np.ndarray:
@@ -123,7 +173,7 @@ def _index_array(
         indices,
         base_dir,
         f"{label}: indices",
-        check_dims=lambda dims: _check_declared_indices(dims, shape, nnz, label),
+        check_dims=lambda dims: _check_external_indices(indices, dims, shape, nnz, label),
     )
     if array.dtype == np.uint64:  # huge values stay out of bounds instead of wrapping
         array = np.minimum(array, np.uint64(_INT64_MAX))
@@ -135,10 +185,8 @@ def _shown(indices: np.ndarray, i: int) -> int | tuple[int, ...]:
     return int(row) if row.ndim == 0 else tuple(int(c) for c in row)
 
 
-def _coordinates(
-    indices: np.ndarray, shape: tuple[int, ...], nnz: int, label: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Check bounds; return the (nnz, rank) coordinates and the (nnz,) linear offsets."""
+def _linear(indices: np.ndarray, shape: tuple[int, ...], nnz: int, label: str) -> np.ndarray:
+    """Check bounds; return the (nnz,) row-major offsets, O(nnz) memory for either form."""
     rank, size = len(shape), math.prod(shape)
     if indices.shape not in ((nnz, rank), (nnz,)):
         raise SparseFormatError(
@@ -146,7 +194,10 @@ def _coordinates(
             f"([NNZ, rank]) or ({nnz},) (linearized) for {nnz} values"
         )
     if indices.ndim == 2:
-        bad = ((indices < 0) | (indices >= np.asarray(shape, dtype=np.int64))).any(axis=1)
+        bad = np.zeros(nnz, dtype=bool)
+        for d, n in enumerate(shape):
+            column = indices[:, d]
+            bad |= (column < 0) | (column >= n)
         suffix = ""
     else:
         bad = (indices < 0) | (indices >= size)
@@ -157,10 +208,30 @@ def _coordinates(
             f"{label}: indices[{i}] = {_shown(indices, i)} is out of bounds for shape "
             f"{shape}{suffix}"
         )
-    if indices.ndim == 2:
-        return indices, np.ravel_multi_index(tuple(indices.T), shape).astype(np.int64, copy=False)
-    coords = np.stack(np.unravel_index(indices, shape), axis=1).astype(np.int64, copy=False)
-    return coords, indices
+    if indices.ndim == 1:
+        return indices
+    linear = np.zeros(nnz, dtype=np.int64)
+    stride = 1
+    for d in range(rank - 1, -1, -1):
+        if shape[d] > 1:
+            linear += indices[:, d] * stride
+        stride *= shape[d]
+    return linear
+
+
+def _unravel(linear: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> list[np.ndarray]:
+    """One coordinate array per dimension (``dtype``), unravelled chunk by chunk."""
+    nnz = linear.shape[0]
+    strides = [math.prod(shape[d + 1 :]) for d in range(len(shape))]
+    coords = []
+    for n, stride in zip(shape, strides, strict=True):
+        out = np.zeros(nnz, dtype)
+        if n > 1:
+            for start in range(0, nnz, _CHUNK):
+                part = linear[start : start + _CHUNK]
+                out[start : start + part.shape[0]] = (part // stride) % n
+        coords.append(out)
+    return coords
 
 
 def _ascending_order(
@@ -252,6 +323,7 @@ def from_onnx(
         raise SparseFormatError(f"{tensor_label(decoded)}: the name is not valid UTF-8")
     label = tensor_label(name)
     shape = _dense_shape(sparse, label)
+    _check_declarations(sparse, shape, label)
     what = f"{label}: values"
     values = tensor_array(
         sparse.values,
@@ -266,24 +338,26 @@ def from_onnx(
     nnz = values.shape[0]
     if sparse.HasField("indices"):
         indices = _index_array(sparse, base_dir, label, strict, shape, nnz)
-        coords, linear = _coordinates(indices, shape, nnz, label)
+        linear = _linear(indices, shape, nnz, label)
         order = _ascending_order(linear, indices, label, strict)
+        del indices
         if order is not None:
-            coords, values = coords[order], values[order]
+            linear, values = linear[order], values[order]
     elif nnz:
         raise SparseFormatError(f"{label}: {nnz} values but no indices")
     else:
-        coords = np.zeros((0, len(shape)), np.int64)
-    return _coo_tensor(shape, coords, values, name)
+        linear = np.zeros(0, np.int64)
+    return _coo_tensor(shape, linear, values, name)
 
 
 def _coo_tensor(
-    shape: tuple[int, ...], coords: np.ndarray, values: np.ndarray, name: str | None
+    shape: tuple[int, ...], linear: np.ndarray, values: np.ndarray, name: str | None
 ) -> SparseTensor:
-    nnz = coords.shape[0]
+    """The sorted COO tensor of ascending row-major offsets ``linear`` and their values."""
+    nnz = linear.shape[0]
     dtype = index_dtype(max(*shape, nnz))
     positions = (np.array([0, nnz], dtype),) + (None,) * (len(shape) - 1)
-    coordinates = tuple(coords[:, d].astype(dtype) for d in range(len(shape)))
+    coordinates = tuple(_unravel(linear, shape, dtype))
     tensor = SparseTensor(shape, coo_layout(len(shape)), positions, coordinates, values, name)
     tensor.validate()
     return tensor

@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from sparse_import.imported import ImportedModel
+from sparse_import.inputs import check_input_dicts
 from sparse_import.limits import check_model_total
 
+from .graph import check_graph, declared_inputs
 from .loader import load_model
 from .params import from_tflite_params, to_tflite_params
 from .reader import read_sparse_tensors, sparse_tensors
@@ -57,11 +59,14 @@ def import_model(
     Raises
     ------
     UnsupportedModelError
-        When ``model`` is not a TFLite model, has more than one subgraph, or is a graph TVM's
-        frontend cannot convert (unsupported operators, an operator with too few inputs, a
-        constant without data, ...); TVM's exception is chained.
+        When ``model`` is not a TFLite model, has more than one subgraph, uses two tensors of
+        one name, when ``shape_dict`` / ``dtype_dict`` contradict the declared inputs (name,
+        rank, fixed dimensions but the batch, positive sizes, element type), or is a graph
+        TVM's frontend cannot convert (unsupported operators, an
+        operator with too few inputs, a constant without data, ...); TVM's exception is chained.
     SparseFormatError
-        When the flatbuffer or a tensor's sparsity parameters are malformed, naming the tensor.
+        When the flatbuffer or a tensor's sparsity parameters are malformed, naming the tensor;
+        when a ``DENSIFY`` reads anything but a constant sparse tensor, naming the operator.
     UnsupportedSparsityError
         When a tensor's sparsity parameters describe a layout the IR cannot hold.
 
@@ -76,6 +81,8 @@ def import_model(
     _param_3 FULLY_CONNECTED (d0 : dense, d1 floordiv 4 : compressed, d1 mod 4 : dense)
     """
     checked_model = load_model(model)
+    check_graph(checked_model)
+    check_input_dicts(shape_dict, dtype_dict, declared_inputs(checked_model))
     sparse = sparse_tensors(checked_model)
     check_model_total(sparse.values(), model="TFLite model")  # before anything is densified
     from .converter import convert

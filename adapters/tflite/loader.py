@@ -8,12 +8,19 @@ buffers and operators of each subgraph) and checks every table header and vector
 buffer, so a truncated or corrupted file fails here with a :class:`SparseFormatError` that names
 the tensor or operator, instead of crashing or misleading a reader later.
 
+Flatbuffers allow shared references: many entries of a vector may point at one table. Tables
+are therefore checked once per distinct table (:func:`shared_tables`), and the work of reading
+is bounded by the file's size (:class:`WorkBudget`), so a small file cannot describe a graph
+that takes minutes to walk. :func:`buffer_data` returns a buffer's bytes whether they are
+stored inline or after the flatbuffer (``offset``/``size``, models over 2 GB).
+
 This module is the one place that imports the ``tflite`` package.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import math
 import os
@@ -25,12 +32,19 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from sparse_import.errors import SparseFormatError, UnsupportedModelError
+from sparse_import._checks import MAX_RANK
+from sparse_import.detect import TFLITE_IDENTIFIER, read_model_file
+from sparse_import.errors import (
+    SparseFormatError,
+    UnsupportedModelError,
+    UnsupportedSparsityError,
+)
 
-FILE_IDENTIFIER = b"TFL3"
 _HEADER = struct.Struct("<i")
 _VTABLE = struct.Struct("<HH")
 _TENSOR_SHAPE = 4  # vtable slot of Tensor.shape (field 0)
+SUBGRAPH_TENSORS = 4  # vtable slot of SubGraph.tensors (field 0)
+_SUBGRAPH_OPERATORS = 10  # vtable slot of SubGraph.operators (field 3)
 _READ_ERRORS = (struct.error, IndexError, TypeError, ValueError, OverflowError, UnicodeError)
 # Little-endian NumPy dtype of each fixed-size TensorType, by name.
 _DTYPES = {
@@ -49,6 +63,45 @@ _DTYPES = {
 }
 
 T = TypeVar("T")
+
+# The work budget: reading a model may visit at most this many "bytes of an unshared file" per
+# byte of the actual file, plus a floor for tiny files (see WorkBudget).
+WORK_PER_BYTE = 2
+WORK_FLOOR = 1 << 16
+TABLE_COST = 8  # the least an unshared table takes: its vtable offset and one field
+
+
+class WorkBudget:
+    """Bounds the work of reading one model by the size of its file.
+
+    A flatbuffer may reference one table or vector from many places (shared references are
+    legal), so a small file can describe a graph of 250,000 operators that all point at one
+    operator with 250,000 inputs. Readers :meth:`charge` what each table they visit would take
+    in a file without sharing (a table :data:`TABLE_COST` bytes, each vector element its
+    size); once the total passes ``WORK_PER_BYTE * file bytes + WORK_FLOOR`` reading stops with
+    a :class:`SparseFormatError` naming the table being read. A file that shares nothing never
+    reaches the budget: everything charged is also stored in it.
+
+    Parameters
+    ----------
+    nbytes : int
+        Size of the model's flatbuffer.
+    """
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = nbytes
+        self.limit = WORK_PER_BYTE * nbytes + WORK_FLOOR
+        self.spent = 0
+
+    def charge(self, units: int, what: str) -> None:
+        """Count ``units`` of work for reading ``what``; raise once the budget is exceeded."""
+        self.spent += units
+        if self.spent > self.limit:
+            raise SparseFormatError(
+                f"{what}: reading the model takes more than {self.limit} units of work, more "
+                f"than its {self.nbytes} bytes hold without sharing (flatbuffer tables or vectors "
+                "referenced from many places)"
+            )
 
 
 def schema() -> ModuleType:
@@ -71,7 +124,7 @@ def reading(what: str) -> Iterator[None]:
     """
     try:
         yield
-    except SparseFormatError:
+    except (SparseFormatError, UnsupportedModelError, UnsupportedSparsityError):
         raise
     except _READ_ERRORS as exc:
         raise SparseFormatError(f"{what}: truncated or corrupt flatbuffer ({exc})") from None
@@ -170,11 +223,8 @@ def load_model(model: Any) -> Any:
         check_structure(model)
         return model
     if isinstance(model, (str, os.PathLike)):
-        path = Path(model)
-        if not path.is_file():
-            raise UnsupportedModelError(f"model file {str(path)!r} does not exist")
-        data: bytes = path.read_bytes()
-        origin = f"{str(path)!r}"
+        data: bytes = read_model_file(model)
+        origin = f"{str(Path(model))!r}"
     elif isinstance(model, (bytes, bytearray, memoryview)):
         data = bytes(model)
         origin = f"{len(data)} bytes"
@@ -184,11 +234,11 @@ def load_model(model: Any) -> Any:
             "its bytes or a tflite.Model"
         )
     identifier = data[4:8]
-    if identifier != FILE_IDENTIFIER:
+    if identifier != TFLITE_IDENTIFIER:
         verb = "are" if origin.endswith("bytes") else "is"
         raise UnsupportedModelError(
             f"{origin} {verb} not a TFLite model: the file identifier is {identifier!r}, "
-            f"expected {FILE_IDENTIFIER!r}"
+            f"expected {TFLITE_IDENTIFIER!r}"
         )
     with reading("TFLite model"):
         root = tfl.Model.GetRootAs(data, 0)
@@ -199,12 +249,19 @@ def load_model(model: Any) -> Any:
 def check_structure(model: Any) -> None:
     """Check every table and vector of ``model`` that a reader of its graph touches.
 
+    The work is bounded by the file's size (:class:`WorkBudget`), and a table that several
+    entries share is checked once.
+
     Raises
     ------
     SparseFormatError
-        Naming the first tensor, buffer, operator or operator code that is malformed.
+        Naming the first tensor, buffer, operator or operator code that is malformed, or what
+        was being read when the work budget ran out.
+    UnsupportedModelError
+        For a dense tensor of rank above 64, which NumPy cannot hold.
     """
     buf = model._tab.Bytes
+    budget = WorkBudget(len(buf))
     with reading("TFLite model"):
         checked(model, "TFLite model")
         n_buffers = count(model.BuffersLength(), buf, "model buffers")
@@ -212,10 +269,12 @@ def check_structure(model: Any) -> None:
         n_subgraphs = count(model.SubgraphsLength(), buf, "model subgraphs")
     for i in range(n_codes):
         with reading(f"operator code {i}"):
+            budget.charge(TABLE_COST, f"operator code {i}")
             code = checked(model.OperatorCodes(i), f"operator code {i}")
             code.BuiltinCode(), code.DeprecatedBuiltinCode(), code.CustomCode()
     for i in range(n_buffers):
         with reading(f"buffer {i}"):
+            budget.charge(TABLE_COST, f"buffer {i}")
             buffer = checked(model.Buffers(i), f"buffer {i}")
             buffer.DataAsNumpy()
             if buffer.Offset() > 1 and buffer.Offset() + buffer.Size() > len(buf):
@@ -224,10 +283,10 @@ def check_structure(model: Any) -> None:
                     f"the {len(buf)}-byte model"
                 )
     for s in range(n_subgraphs):
-        _check_subgraph(model, s, n_buffers, n_codes)
+        _check_subgraph(model, s, n_buffers, n_codes, budget)
 
 
-def _check_subgraph(model: Any, s: int, n_buffers: int, n_codes: int) -> None:
+def _check_subgraph(model: Any, s: int, n_buffers: int, n_codes: int, budget: WorkBudget) -> None:
     buf = model._tab.Bytes
     where = f"subgraph {s}"
     with reading(where):
@@ -238,8 +297,12 @@ def _check_subgraph(model: Any, s: int, n_buffers: int, n_codes: int) -> None:
             ("inputs", subgraph.InputsAsNumpy),
             ("outputs", subgraph.OutputsAsNumpy),
         ):
-            _check_indices(vector(), n_tensors, f"{where} {what}", optional=False)
-    for t in range(n_tensors):
+            indices = vector()
+            budget.charge(TABLE_COST + 4 * np.size(indices), f"{where} {what}")
+            _check_indices(indices, n_tensors, f"{where} {what}", optional=False)
+    # Each table that several entries share is checked once, and charged once per entry.
+    for group in shared_tables(subgraph, SUBGRAPH_TENSORS, n_tensors, f"{where} tensors"):
+        t, copies = int(group[0]), group.size
         what = f"tensor {t} of {where}"
         with reading(what):
             tensor = checked(subgraph.Tensors(t), what)
@@ -247,6 +310,13 @@ def _check_subgraph(model: Any, s: int, n_buffers: int, n_codes: int) -> None:
             if name:
                 what = f"tensor {name.decode('utf-8')!r} (index {t})"
             _check_vector(tensor, _TENSOR_SHAPE, 4, f"{what}: shape")
+            quant = checked(tensor.Quantization(), f"{what}: quantization")
+            budget.charge(_tensor_cost(tensor) * copies, sharing(what, copies))
+            if tensor.ShapeLength() > MAX_RANK and tensor.Sparsity() is None:
+                raise UnsupportedModelError(
+                    f"{what}: rank {tensor.ShapeLength()} is above the {MAX_RANK} dimensions "
+                    "NumPy supports"
+                )
             if tensor.Type() not in type_names():
                 raise SparseFormatError(f"{what}: unknown tensor type {tensor.Type()}")
             if not 0 <= tensor.Buffer() < max(n_buffers, 1):
@@ -255,23 +325,67 @@ def _check_subgraph(model: Any, s: int, n_buffers: int, n_codes: int) -> None:
                 )
             if n_buffers and tensor.Sparsity() is None:
                 _check_constant_size(model, tensor, what)
-            quant = checked(tensor.Quantization(), f"{what}: quantization")
             if quant is not None:
                 quant.ScaleAsNumpy(), quant.ZeroPointAsNumpy(), quant.QuantizedDimension()
             checked(tensor.Sparsity(), f"{what}: sparsity parameters")
-    for o in range(n_ops):
+    for group in shared_tables(subgraph, _SUBGRAPH_OPERATORS, n_ops, f"{where} operators"):
+        o, copies = int(group[0]), group.size
         what = f"operator {o} of {where}"
         with reading(what):
             op = checked(subgraph.Operators(o), what)
+            inputs, outputs = op.InputsAsNumpy(), op.OutputsAsNumpy()
+            cost = 3 * TABLE_COST + 4 * (np.size(inputs) + np.size(outputs))
+            budget.charge(cost * copies, sharing(what, copies))
             if not 0 <= op.OpcodeIndex() < n_codes:
                 raise SparseFormatError(
                     f"{what}: operator code index {op.OpcodeIndex()} is out of range [0, {n_codes})"
                 )
-            _check_indices(op.InputsAsNumpy(), n_tensors, f"{what} inputs", optional=True)
-            _check_indices(op.OutputsAsNumpy(), n_tensors, f"{what} outputs", optional=False)
+            _check_indices(inputs, n_tensors, f"{what} inputs", optional=True)
+            _check_indices(outputs, n_tensors, f"{what} outputs", optional=False)
             options = op.BuiltinOptions() if op.BuiltinOptionsType() else None
             if options is not None:
                 checked(_Union(options), f"{what} options")
+
+
+def shared_tables(table: Any, slot: int, length: int, what: str) -> list[np.ndarray]:
+    """The entries of a vector of tables grouped by the table they point at.
+
+    Entries of a flatbuffer vector of tables may point at one table (shared references). The
+    positions of all ``length`` entries are computed at once from the vector in vtable slot
+    ``slot`` of ``table``; the result holds, per distinct table in order of first use, the
+    indices of the entries that point at it (so ``group[0]`` is its first entry).
+    """
+    tab = table._tab
+    offset = tab.Offset(slot)
+    if not offset or not length:
+        return []
+    start = tab.Vector(offset)
+    if not 0 <= start <= len(tab.Bytes) - 4 * length:
+        raise SparseFormatError(
+            f"{what}: vector of {length} elements at {start} runs past the "
+            f"{len(tab.Bytes)}-byte model"
+        )
+    relative = np.frombuffer(tab.Bytes, "<u4", count=length, offset=start).astype(np.int64)
+    positions = start + 4 * np.arange(length, dtype=np.int64) + relative
+    _, first, inverse, copies = np.unique(
+        positions, return_index=True, return_inverse=True, return_counts=True
+    )
+    groups = np.split(np.argsort(inverse, kind="stable"), np.cumsum(copies)[:-1])
+    return [groups[k] for k in np.argsort(first)]
+
+
+def sharing(what: str, copies: int) -> str:
+    """``what``, saying how many entries share its table when more than one do."""
+    return what if copies == 1 else f"{what} (a table shared by {copies} entries)"
+
+
+def _tensor_cost(tensor: Any) -> int:
+    """What reading ``tensor`` (its shape and quantization vectors) costs in an unshared file."""
+    cost = TABLE_COST + 4 * tensor.ShapeLength()
+    quant = tensor.Quantization()
+    if quant is not None:
+        cost += TABLE_COST + 4 * quant.ScaleLength() + 8 * quant.ZeroPointLength()
+    return cost
 
 
 def _check_vector(table: Any, field: int, itemsize: int, what: str) -> None:
@@ -323,3 +437,67 @@ class _Union:
 
     def __init__(self, tab: Any) -> None:
         self._tab = tab
+
+
+# ------------------------------------------------------------------------ buffers and graph
+def buffer_data(model: Any, index: int) -> np.ndarray:
+    """The bytes of buffer ``index``, whatever its layout, as a read-only uint8 view.
+
+    A buffer holds its bytes inline (``Buffer.data``) or, in models over 2 GB, after the
+    flatbuffer at ``Buffer.offset`` (``> 1``) for ``Buffer.size`` bytes; that range is checked
+    against the file.
+
+    Raises
+    ------
+    SparseFormatError
+        When the buffer table is corrupt or its range runs past the end of the file.
+    """
+    buf = model._tab.Bytes
+    what = f"buffer {index}"
+    with reading(what):
+        buffer = checked(model.Buffers(index), what)
+        if buffer.Offset() > 1:  # stored after the flatbuffer (models over 2 GB)
+            start, size = buffer.Offset(), buffer.Size()
+            if start + size > len(buf):
+                raise SparseFormatError(
+                    f"{what}: {size} bytes at offset {start} run past the {len(buf)}-byte model"
+                )
+            data = np.frombuffer(buf, np.uint8, count=size, offset=start)
+        else:
+            data = buffer.DataAsNumpy()
+            data = np.zeros(0, np.uint8) if isinstance(data, int) else data
+    data = data.view()
+    data.flags.writeable = False
+    return data
+
+
+class _StoredBuffer:
+    """A ``tflite.Buffer`` stand-in whose ``DataAsNumpy`` returns bytes stored at an offset."""
+
+    def __init__(self, buffer: Any, data: np.ndarray) -> None:
+        self._buffer, self._data = buffer, data
+
+    def DataAsNumpy(self) -> np.ndarray:
+        return self._data
+
+    def DataLength(self) -> int:
+        return int(self._data.size)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._buffer, name)
+
+
+def with_buffer_data(model: Any, wrapper: Any) -> Any:
+    """A TVM ``TensorWrapper`` whose ``buffer.DataAsNumpy()`` returns the tensor's bytes.
+
+    TVM's TFLite frontend reads a constant with ``buffer.DataAsNumpy()``, which is empty for a
+    buffer stored after the flatbuffer (``offset``/``size``, models over 2 GB). For such a
+    buffer this returns a copy of ``wrapper`` that reads it through :func:`buffer_data`;
+    ``wrapper`` itself otherwise.
+    """
+    buffer = wrapper.buffer
+    if buffer is None or buffer.Offset() <= 1:
+        return wrapper
+    out = copy.copy(wrapper)
+    out.buffer = _StoredBuffer(buffer, buffer_data(model, wrapper.tensor.Buffer()))
+    return out

@@ -87,7 +87,8 @@ def from_tflite_params(
     SparseFormatError
         When the fields are inconsistent (naming the tensor, the level and the values).
     UnsupportedSparsityError
-        For a SPARSE_CSR block level (TFLite gives no block size for it).
+        For a blocked dimension whose block level and in-block level are both SPARSE_CSR
+        (nothing states the block size).
 
     Examples
     --------
@@ -128,20 +129,10 @@ def from_tflite_params(
                 f"{label}: dim_metadata[{level}] format {fmt!r} is not DENSE or SPARSE_CSR"
             )
         formats.append(fmt)
-    block_sizes = {}
-    for j, d in enumerate(blocked):
-        level = order.index(n + j)
-        if formats[level] != DENSE:
-            raise UnsupportedSparsityError(
-                f"{label}: block level {level} (the in-block part of dimension {d}) is SPARSE_CSR;"
-                " TFLite stores a block size only for DENSE block levels"
-            )
-        size = _int_list([dim_metadata[level].get("dense_size")], "dense_size", label)[0]
-        if size <= 0:
-            raise SparseFormatError(
-                f"{label}: level {level}: block size (dense_size) {size} must be positive"
-            )
-        block_sizes[d] = size
+    block_sizes = {
+        d: _block_size(d, order.index(n + j), order.index(d), dims, formats, dim_metadata, label)
+        for j, d in enumerate(blocked)
+    }
     levels, positions, coordinates = [], [], []
     for level, (e, fmt, meta) in enumerate(zip(order, formats, dim_metadata, strict=True)):
         if e < n:
@@ -192,6 +183,48 @@ def from_tflite_params(
     return tensor
 
 
+def _block_size(
+    d: int,
+    inner: int,
+    outer: int,
+    dims: list[int],
+    formats: list[str],
+    dim_metadata: Sequence[Mapping[str, Any]],
+    label: str,
+) -> int:
+    """The block size of blocked dimension ``d``, whose in-block part is level ``inner`` and
+    whose block coordinate is level ``outer``.
+
+    A DENSE in-block level states it (``dense_size``). A SPARSE_CSR one does not, but a DENSE
+    outer level states how many blocks there are, and the dimension divided by that is the
+    block size (NNAPI's DENSIFY tests store 5 x 7 blocks of a 10 x 21 tensor this way).
+    """
+    if formats[inner] == DENSE:
+        size = _int_list([dim_metadata[inner].get("dense_size")], "dense_size", label)[0]
+        if size <= 0:
+            raise SparseFormatError(
+                f"{label}: level {inner}: block size (dense_size) {size} must be positive"
+            )
+        return size
+    if formats[outer] != DENSE:
+        raise UnsupportedSparsityError(
+            f"{label}: levels {outer} and {inner} (the blocks and the in-block part of dimension "
+            f"{d}) are both SPARSE_CSR, so neither states the block size"
+        )
+    count = _int_list([dim_metadata[outer].get("dense_size")], "dense_size", label)[0]
+    if dims[d] == 0:
+        raise UnsupportedSparsityError(
+            f"{label}: dimension {d} has size 0, so the block size of its SPARSE_CSR in-block "
+            f"level {inner} does not follow from it"
+        )
+    if count <= 0 or dims[d] % count:
+        raise SparseFormatError(
+            f"{label}: level {outer}: dense_size {count} blocks does not divide dimension {d} "
+            f"of size {dims[d]} (level {inner}, its in-block part, is SPARSE_CSR)"
+        )
+    return dims[d] // count
+
+
 def to_tflite_params(tensor: SparseTensor) -> dict[str, Any]:
     """The TFLite sparsity fields for ``tensor``: inverse of :func:`from_tflite_params`.
 
@@ -215,10 +248,20 @@ def to_tflite_params(tensor: SparseTensor) -> dict[str, Any]:
         if lvl.format is LevelFormat.DENSE:
             metadata.append({"format": DENSE, "dense_size": lvl.size(tensor.shape[lvl.dim])})
         else:
-            if lvl.part is LevelPart.ELEMENT:
+            outer = (
+                next(
+                    (i, o)
+                    for i, o in enumerate(tensor.levels)
+                    if o.dim == lvl.dim and o.part is LevelPart.BLOCK
+                )
+                if lvl.part is LevelPart.ELEMENT
+                else None
+            )
+            if outer is not None and outer[1].format is not LevelFormat.DENSE:
                 raise UnsupportedSparsityError(
-                    f"{label}: level {k} ({lvl}) is a compressed block level; TFLite needs "
-                    "DENSE block levels"
+                    f"{label}: level {k} ({lvl}) is a compressed in-block level and level "
+                    f"{outer[0]} ({outer[1]}) is not dense; TFLite can state the block size of "
+                    "a compressed in-block level only through a DENSE block level"
                 )
             metadata.append(
                 {

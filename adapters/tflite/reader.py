@@ -16,7 +16,20 @@ import numpy as np
 from sparse_import.errors import SparseFormatError, UnsupportedSparsityError, tensor_label
 from sparse_import.tensor import Quantization, SparseTensor
 
-from .loader import checked, count, load_model, reading, schema, tensor_dtype, type_names
+from .loader import (
+    SUBGRAPH_TENSORS,
+    TABLE_COST,
+    WorkBudget,
+    buffer_data,
+    checked,
+    count,
+    load_model,
+    reading,
+    schema,
+    shared_tables,
+    tensor_dtype,
+    type_names,
+)
 from .params import DENSE, SPARSE_CSR, from_tflite_params
 
 # Little-endian NumPy dtype of each flatbuffer index vector type, by its SparseIndexVector name.
@@ -58,16 +71,54 @@ def read_sparse_tensors(model: Any) -> dict[int, SparseTensor]:
 
 
 def sparse_tensors(model: Any) -> dict[int, SparseTensor]:
-    """:func:`read_sparse_tensors` for a ``tflite.Model`` already checked by ``load_model``."""
+    """:func:`read_sparse_tensors` for a ``tflite.Model`` already checked by ``load_model``.
+
+    Tensors that share their sparsity parameters, buffer, type, shape and quantization (shared
+    flatbuffer references, or one buffer named by several tensors) are decoded and validated
+    once; the work of reading is bounded by the file's size (:class:`~.loader.WorkBudget`).
+    """
     if model.SubgraphsLength() == 0:
         return {}
     subgraph = model.Subgraphs(0)
-    out = {}
-    for index in range(subgraph.TensorsLength()):
-        tensor = subgraph.Tensors(index)
-        if tensor.Sparsity() is not None:
-            out[index] = _read_tensor(model, tensor, index)
-    return out
+    budget = WorkBudget(len(model._tab.Bytes))
+    n_tensors = subgraph.TensorsLength()
+    out: dict[int, SparseTensor] = {}
+    read: dict[tuple[Any, ...], SparseTensor] = {}
+    for group in shared_tables(subgraph, SUBGRAPH_TENSORS, n_tensors, "subgraph 0 tensors"):
+        tensor = subgraph.Tensors(int(group[0]))
+        if tensor.Sparsity() is None:
+            continue
+        first = _read_once(model, tensor, int(group[0]), read, budget)
+        named = bool(tensor.Name())  # entries of one table share its name, else "tensor i"
+        for index in group.tolist():
+            out[index] = first if named else first.renamed(f"tensor {index}")
+    return dict(sorted(out.items()))
+
+
+def _read_once(
+    model: Any, tensor: Any, index: int, read: dict[tuple[Any, ...], SparseTensor], budget: Any
+) -> SparseTensor:
+    """Tensor ``index``, decoded once per distinct content (``read`` remembers them)."""
+    raw_name = tensor.Name()
+    name = raw_name.decode("utf-8", "replace") if raw_name else f"tensor {index}"
+    label = tensor_label(name)
+    quant = tensor.Quantization()
+    key = (
+        tensor.Sparsity()._tab.Pos,
+        tensor.Buffer(),
+        tensor.Type(),
+        tensor.ShapeAsNumpy().tobytes() if tensor.ShapeLength() else b"",
+        None if quant is None else quant._tab.Pos,
+    )
+    known = read.get(key)
+    if known is not None:
+        budget.charge(TABLE_COST + 4 * tensor.ShapeLength(), label)
+        return known.renamed(name)
+    read[key] = _read_tensor(model, tensor, index)
+    # Charged after the read, which checks every vector against the file first: at most one
+    # tensor's worth of work beyond the budget.
+    budget.charge(TABLE_COST * (2 + len(read[key].levels)) + read[key].stored_nbytes, label)
+    return read[key]
 
 
 def _read_tensor(model: Any, tensor: Any, index: int) -> SparseTensor:
@@ -151,14 +202,11 @@ def _values(model: Any, tensor: Any, label: str) -> np.ndarray:
     dtype = tensor_dtype(tensor.Type())
     if dtype is None:
         raise UnsupportedSparsityError(f"{label}: values of type {type_name} are not supported")
-    buffer = checked(model.Buffers(tensor.Buffer()), f"{label}: buffer {tensor.Buffer()}")
-    if buffer.Offset() > 1:  # stored after the flatbuffer (models over 2 GB)
-        start = buffer.Offset()
-        data: Any = memoryview(model._tab.Bytes)[start : start + buffer.Size()]
-    else:
-        data = buffer.DataAsNumpy()
-        data = b"" if isinstance(data, int) else data
-    nbytes = len(data) if not isinstance(data, np.ndarray) else data.nbytes
+    try:
+        data = buffer_data(model, tensor.Buffer())
+    except SparseFormatError as exc:
+        raise SparseFormatError(f"{label}: {exc}") from None
+    nbytes = data.nbytes
     if nbytes % dtype.itemsize:
         raise SparseFormatError(
             f"{label}: its buffer of {nbytes} bytes is not a whole number of {type_name} values"

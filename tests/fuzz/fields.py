@@ -80,9 +80,15 @@ class Case:
 
     @property
     def tflite_ok(self) -> bool:
-        """Whether TFLite can express the base layout (no singleton, dense in-block levels)."""
+        """Whether TFLite can express the base layout: no singleton level, and a compressed
+        in-block level only below a dense block level (which states the block size)."""
+        outer = {lvl.dim: lvl.format for lvl in self.levels if lvl.part is LevelPart.BLOCK}
         return all(
-            lvl.format is DENSE or (lvl.format is COMPRESSED and lvl.part is not LevelPart.ELEMENT)
+            lvl.format is DENSE
+            or (
+                lvl.format is COMPRESSED
+                and (lvl.part is not LevelPart.ELEMENT or outer.get(lvl.dim) is DENSE)
+            )
             for lvl in self.levels
         )
 
@@ -441,11 +447,18 @@ def metadata_count(case: Case, choose: Chooser) -> str:
 
 @defect(lambda c: bool(c.formats and _element_levels(c)), tflite_only=True)
 def sparse_block_level(case: Case, choose: Chooser) -> str:
-    """TFLite gives no block size for a SPARSE_CSR block level: unsupported, not malformed."""
+    """Both levels of a blocked dimension SPARSE_CSR: nothing states the block size, so the
+    layout is unsupported, not malformed (one of them DENSE states it)."""
     k = pick(choose, _element_levels(case))
-    case.formats[k] = "SPARSE_CSR"
     d = case.levels[k].dim
-    return rf"block level {k} \(the in-block part of dimension {d}\) is SPARSE_CSR"
+    outer = next(
+        i for i, lvl in enumerate(case.levels) if lvl.dim == d and lvl.part is LevelPart.BLOCK
+    )
+    case.formats[k] = case.formats[outer] = "SPARSE_CSR"
+    return (
+        rf"levels {outer} and {k} \(the blocks and the in-block part of dimension {d}\) are "
+        "both SPARSE_CSR"
+    )
 
 
 # ---------------------------------------------------------------------- havoc

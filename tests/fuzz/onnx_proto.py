@@ -350,3 +350,199 @@ def mutate_bytes(data: bytes, choose: Chooser) -> bytes:
             src = choose.integer(0, len(out) - 1)
             out[at:at] = out[src : src + n]
     return bytes(out)
+
+
+# ---------------------------------------------------------------------- semantic model edits
+# Each edits a parsed seed model (in place) into one that is malformed, or too deep, in a way
+# the adapter must refuse before TVM runs, and returns the regex its message must match; ""
+# when the edit may also leave a valid model; None when the seed has nothing to edit. They
+# rename onto existing names (inputs, initializers, node outputs), alias sparse tensors, put
+# huge dims in small files, duplicate names inside subgraphs and nest graphs past the limit.
+MODEL_DEFECTS: dict[str, Callable[[Any, Chooser], str | None]] = {}
+
+
+def model_defect(fn: Callable[[Any, Chooser], str | None]) -> Callable[[Any, Chooser], str | None]:
+    MODEL_DEFECTS[fn.__name__] = fn
+    return fn
+
+
+def _graphs_with_sparse(model: Any) -> list[Any]:
+    """Every graph (main and nested) holding a sparse initializer."""
+    from sparse_import.adapters.onnx.graphs import walk
+
+    return [g for g in walk(model.graph) if len(g.sparse_initializer)]
+
+
+def _twice(name: str, graph: Any, what: str) -> str:
+    return (
+        rf"^sparse tensor {re.escape(repr(name))}: the name is defined twice in graph "
+        rf"{re.escape(repr(graph.name))}: .*{what}"
+    )
+
+
+def _a_sparse(model: Any, choose: Chooser) -> tuple[Any, Any] | None:
+    graphs = _graphs_with_sparse(model)
+    if not graphs:
+        return None
+    graph = pick(choose, graphs)
+    return graph, pick(choose, list(graph.sparse_initializer))
+
+
+@model_defect
+def rename_onto_node_output(model: Any, choose: Chooser) -> str | None:
+    """A sparse initializer renamed onto the output of a node of its graph."""
+    found = _a_sparse(model, choose)
+    if found is None:
+        return None
+    graph, sparse = found
+    outputs = [o for n in graph.node for o in n.output if o and n.op_type != "Constant"]
+    if not outputs:
+        return None
+    name = pick(choose, outputs)
+    sparse.values.name = name
+    return _twice(name, graph, r"the output of node")
+
+
+@model_defect
+def node_output_onto_sparse(model: Any, choose: Chooser) -> str | None:
+    """A node's output renamed onto a sparse initializer (the value is aliased)."""
+    found = _a_sparse(model, choose)
+    if found is None or not len(found[0].node):
+        return None
+    graph, sparse = found
+    node = pick(choose, list(graph.node))
+    if not len(node.output) or sparse_value_name(node) is not None:
+        return None
+    node.output[choose.integer(0, len(node.output) - 1)] = sparse.values.name
+    return _twice(sparse.values.name, graph, r"the output of node")
+
+
+@model_defect
+def rename_onto_dense_initializer(model: Any, choose: Chooser) -> str | None:
+    found = _a_sparse(model, choose)
+    if found is None or not len(found[0].initializer):
+        return None
+    graph, sparse = found
+    name = pick(choose, list(graph.initializer)).name
+    sparse.values.name = name
+    return _twice(name, graph, r"a dense initializer")
+
+
+@model_defect
+def duplicate_sparse_initializer(model: Any, choose: Chooser) -> str | None:
+    """A second sparse initializer of the same name, in whichever graph (subgraphs too)."""
+    found = _a_sparse(model, choose)
+    if found is None:
+        return None
+    graph, sparse = found
+    copy = graph.sparse_initializer.add()
+    copy.CopyFrom(sparse)
+    if flag(choose):  # different content, same name
+        copy.dims[0] = copy.dims[0] + 1
+    return _twice(sparse.values.name, graph, r"a sparse initializer and a sparse initializer")
+
+
+@model_defect
+def sparse_constant_aliasing_an_initializer(model: Any, choose: Chooser) -> str | None:
+    """A sparse ``Constant`` whose output is a sparse initializer's name."""
+    found = _a_sparse(model, choose)
+    if found is None:
+        return None
+    graph, sparse = found
+    node = graph.node.add()
+    node.op_type, node.name = "Constant", "alias"
+    node.output.append(sparse.values.name)
+    attr = node.attribute.add()
+    attr.name, attr.type = "sparse_value", 11  # SPARSE_TENSOR
+    attr.sparse_tensor.CopyFrom(sparse)
+    return _twice(sparse.values.name, graph, r"node 'alias' \(Constant\)")
+
+
+@model_defect
+def rename_onto_graph_input(model: Any, choose: Chooser) -> str | None:
+    """A main-graph sparse initializer renamed onto a runtime input declared of another type:
+    refused when the tensor becomes a weight, a constant overriding the input otherwise."""
+    graph = model.graph
+    inputs = [vi for vi in graph.input if vi.type.HasField("tensor_type")]
+    if not len(graph.sparse_initializer) or not inputs:
+        return None
+    sparse = pick(choose, list(graph.sparse_initializer))
+    target = pick(choose, inputs)
+    sparse.values.name = target.name
+    target.type.tensor_type.elem_type = TensorProto.FLOAT16 if flag(choose) else TensorProto.INT8
+    return ""
+
+
+@model_defect
+def huge_dims_in_a_small_file(model: Any, choose: Chooser) -> str | None:
+    """A few bytes of dims declaring a dense form of terabytes, or a rank NumPy cannot hold."""
+    found = _a_sparse(model, choose)
+    if found is None:
+        return None
+    _, sparse = found
+    if flag(choose):
+        sparse.dims.extend([1] * choose.integer(64, 5000))
+        return rf"{_name(sparse)}: dims have rank \d+; at most 64 dimensions"
+    sparse.dims[0] = sparse.dims[0] * pick(choose, [2**30, 2**40, 2**50])
+    return (
+        rf"{_name(sparse)}: (dense form of shape .* over the dense byte limit|dims .* overflow "
+        r"a 64-bit linear index)"
+    )
+
+
+@model_defect
+def nested_past_the_limit(model: Any, choose: Chooser) -> str:
+    """An ``If`` added to the main graph, its branches nested 32 to 3000 deep."""
+    depth = pick(choose, [32, 33, 100, 3000])
+    graph = model.graph
+    for level in range(depth):
+        node = graph.node.add()
+        node.op_type, node.name = "If", f"nest{level}"
+        node.input.append("c")
+        attr = node.attribute.add()
+        attr.name, attr.type = pick(choose, ["then_branch", "else_branch"]), 5  # GRAPH
+        graph = attr.g
+        graph.name = f"level{level}"
+    return r"^node 'nest31' \(If\) attribute '\w+' of graph 'level30': subgraphs nested more"
+
+
+@model_defect
+def transpose_with_a_bad_perm(model: Any, choose: Chooser) -> str | None:
+    """A ``Transpose`` reading a main-graph sparse initializer with a perm that is not one."""
+    graph = model.graph
+    if not len(graph.sparse_initializer):
+        return None
+    sparse = pick(choose, list(graph.sparse_initializer))
+    rank = len(sparse.dims)
+    perm = pick(
+        choose,
+        [
+            [0] * (rank + 1),
+            list(range(rank - 1)),
+            [rank + choose.integer(0, 9)] * rank,
+            [-1] * rank,
+        ],
+    )
+    if sorted(perm) == list(range(rank)):
+        return None
+    node = graph.node.add()
+    node.op_type, node.name = "Transpose", "bad_perm"
+    node.input.append(sparse.values.name)
+    node.output.append("bad_perm_out")
+    attr = node.attribute.add()
+    attr.name, attr.type = "perm", 7  # INTS
+    attr.ints.extend(perm)
+    return rf"^node 'bad_perm' \(Transpose\): perm {re.escape(str(perm))} is not a permutation"
+
+
+def sparse_value_name(node: Any) -> str | None:
+    """The output name of a sparse ``Constant``, or ``None`` for any other node."""
+    if node.op_type == "Constant" and any(a.name == "sparse_value" for a in node.attribute):
+        return node.output[0] if len(node.output) else ""
+    return None
+
+
+def prepare_proto(model: Any) -> None:
+    """All ``import_model`` does before TVM, on a ``ModelProto`` (deep ones cannot be
+    serialized and parsed again)."""
+    prepare(model, None, owned=True)

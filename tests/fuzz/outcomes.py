@@ -42,7 +42,8 @@ LOCATIONS: dict[str, re.Pattern[str]] = {
         r"^(sparse tensor ['\"]|tensor ['\"].*['\"] \(index \d+\)|tensor \d+ of subgraph \d+|"
         r"buffer \d+|"
         r"operator( code)? \d+|subgraph \d+|model (buffers|operator codes|subgraphs)|"
-        r"TFLite model|\d+ bytes are not a TFLite model|the model has \d+ subgraphs|model file |"
+        r"TFLite model|\d+ bytes are not a TFLite model|the model has \d+ subgraphs|"
+        r"model (file|path) |"
         r"'.*' is not a TFLite model|"
         r"DENSIFY )"
     ),

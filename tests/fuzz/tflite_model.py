@@ -72,6 +72,57 @@ def pack(model: Any) -> bytes:
     return bytes(builder.Output())
 
 
+class _SharingBuilder:
+    """Marker mixin: a builder that writes each object and NumPy array once (see pack_shared)."""
+
+
+def _shared_pack(pack_method: Any) -> Any:
+    def pack_once(self: Any, builder: Any) -> int:
+        memo = getattr(builder, "shared_objects", None)
+        if memo is None:
+            return pack_method(self, builder)
+        if id(self) not in memo:
+            memo[id(self)] = (self, pack_method(self, builder))
+        return memo[id(self)][1]
+
+    pack_once.unshared = pack_method  # type: ignore[attr-defined]
+    return pack_once
+
+
+@functools.cache
+def _sharing_builder_class() -> type:
+    import flatbuffers
+
+    tfl = schema()
+    for name in dir(tfl):
+        cls = getattr(tfl, name)
+        if name.endswith("T") and isinstance(cls, type) and hasattr(cls, "Pack"):
+            if not hasattr(cls.Pack, "unshared"):
+                cls.Pack = _shared_pack(cls.Pack)
+
+    class Builder(flatbuffers.Builder, _SharingBuilder):
+        def __init__(self, size: int) -> None:
+            super().__init__(size)
+            self.shared_objects: dict[int, tuple[Any, int]] = {}
+            self.shared_arrays: dict[int, tuple[Any, int]] = {}
+
+        def CreateNumpyVector(self, x: Any) -> int:
+            if id(x) not in self.shared_arrays:
+                self.shared_arrays[id(x)] = (x, super().CreateNumpyVector(x))
+            return self.shared_arrays[id(x)][1]
+
+    return Builder
+
+
+def pack_shared(model: Any) -> bytes:
+    """Pack ``model`` writing every object (table) and NumPy array that it holds more than once
+    only once: each further occurrence becomes a shared flatbuffer reference, which the format
+    allows. ``graph.operators = [op] * 100_000`` costs a few bytes per operator."""
+    builder = _sharing_builder_class()(4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def sparse_indices(model: Any) -> list[int]:
     return [i for i, t in enumerate(model.subgraphs[0].tensors) if t.sparsity is not None]
 
@@ -166,6 +217,15 @@ def decode_consistent(data: bytes) -> None:
     """:func:`decode_all`, and every tensor read decodes to exactly what it stores."""
     for t in read_sparse_tensors(data).values():
         check_consistent(t)
+
+
+def decode_and_check_graph(data: bytes) -> None:
+    """:func:`decode_consistent`, then the graph checks ``import_model`` runs before TVM."""
+    from sparse_import.adapters.tflite.graph import check_graph
+    from sparse_import.adapters.tflite.loader import load_model
+
+    decode_consistent(data)
+    check_graph(load_model(data))
 
 
 # ---------------------------------------------------------------------- file-only defects
@@ -406,3 +466,131 @@ def mutate_bytes(data: bytes, choose: Chooser) -> bytes:
             else:
                 del out[at : at + choose.integer(1, 8)]
     return bytes(out)
+
+
+# ---------------------------------------------------------------------- semantic mutations
+def to_offset_layout(model: Any, align: int = 16) -> bytes:
+    """Pack ``model`` with every non-empty buffer stored after the flatbuffer, as models over
+    2 GB are: ``Buffer.offset`` (from the start of the file) and ``Buffer.size`` instead of
+    ``Buffer.data``. Objects held more than once are shared (:func:`pack_shared`). ``model``
+    is changed in place."""
+    moved = []
+    for buffer in model.buffers:
+        if buffer.data is not None and len(buffer.data):
+            moved.append((buffer, bytes(np.asarray(buffer.data, np.uint8))))
+            buffer.data, buffer.offset, buffer.size = None, 2, len(moved[-1][1])
+    head = pack_shared(model)  # uint64 fields: the same length whatever offsets are written
+    position = -(-len(head) // align) * align
+    for buffer, blob in moved:
+        buffer.offset = position
+        position += -(-len(blob) // align) * align
+    out = bytearray(pack_shared(model))
+    assert len(out) == len(head)
+    for buffer, blob in moved:
+        out += bytes(buffer.offset - len(out)) + blob
+    return bytes(out)
+
+
+def share_operators(model: Any, choose: Chooser) -> str:
+    """Many entries of the operator vector pointing at one operator table (a shared reference),
+    optionally with many inputs: legal in the format, a hang for a reader that does not bound
+    its work. Pack with :func:`pack_shared`."""
+    graph = model.subgraphs[0]
+    op = pick(choose, graph.operators)
+    extra = pick(choose, [0, 10, 1000, 20_000])
+    if extra:
+        op.inputs = np.concatenate([np.asarray(op.inputs, np.int32), np.zeros(extra, np.int32)])
+    graph.operators = [op] * pick(choose, [2, 100, 10_000, 100_000])
+    return "share_operators"
+
+
+def share_tensors(model: Any, choose: Chooser) -> str:
+    """Many tensors pointing at one tensor table: a sparse one (its sparsity parameters and
+    buffer shared too) or any other."""
+    graph = model.subgraphs[0]
+    sparse = sparse_indices(model)
+    index = (
+        pick(choose, sparse)
+        if sparse and flag(choose)
+        else choose.integer(0, len(graph.tensors) - 1)
+    )
+    graph.tensors += [graph.tensors[index]] * pick(choose, [1, 50, 5_000, 50_000])
+    return "share_tensors"
+
+
+def share_sparsity(model: Any, choose: Chooser) -> str:
+    """Copies of a sparse tensor (distinct tables and names) sharing one sparsity table and one
+    buffer: each copy is a distinct tensor that decodes like the original."""
+    graph = model.subgraphs[0]
+    sparse = sparse_indices(model)
+    if not sparse:
+        return "share_sparsity (none)"
+    source = graph.tensors[pick(choose, sparse)]
+    for k in range(pick(choose, [1, 20, 500, 2_000])):
+        twin = copy.copy(source)
+        twin.name = source.name + f"/twin{k}".encode()
+        graph.tensors.append(twin)
+    return "share_sparsity"
+
+
+def rename_onto(model: Any, choose: Chooser) -> str:
+    """A used tensor renamed to the name of another used tensor."""
+    graph = model.subgraphs[0]
+    used = sorted(
+        {int(i) for op in graph.operators for i in [*op.inputs, *op.outputs] if i >= 0}
+        | {int(i) for i in graph.inputs}
+        | {int(i) for i in graph.outputs}
+    )
+    a, b = pick(choose, used), pick(choose, used)
+    if a != b:
+        graph.tensors[b].name = graph.tensors[a].name
+    return f"rename_onto {a} {b}"
+
+
+def huge_dimension(model: Any, choose: Chooser) -> str:
+    """A dimension of a few million or billion entries in a file of a few kilobytes."""
+    graph = model.subgraphs[0]
+    tensor = graph.tensors[choose.integer(0, len(graph.tensors) - 1)]
+    shape = np.asarray(tensor.shape if tensor.shape is not None else [1], np.int64)
+    if not shape.size:
+        shape = np.ones(1, np.int64)
+    shape[choose.integer(0, shape.size - 1)] = pick(choose, [2**20, 2**24, 2**30, INT32_MAX])
+    tensor.shape = shape.astype(np.int32)
+    return "huge_dimension"
+
+
+def high_rank(model: Any, choose: Chooser) -> str:
+    """A tensor of rank above NumPy's 64 (trailing dimensions of size 1)."""
+    graph = model.subgraphs[0]
+    tensor = graph.tensors[choose.integer(0, len(graph.tensors) - 1)]
+    shape = np.asarray(tensor.shape if tensor.shape is not None else [], np.int32)
+    extra = pick(choose, [65, 70, 200]) - shape.size
+    tensor.shape = np.concatenate([shape, np.ones(max(extra, 1), np.int32)])
+    return "high_rank"
+
+
+SEMANTIC = {
+    f.__name__: f
+    for f in (
+        share_operators,
+        share_tensors,
+        share_sparsity,
+        rename_onto,
+        huge_dimension,
+        high_rank,
+    )
+}
+
+
+def semantic_seeds(count: int = 24) -> list[bytes]:
+    """Fixtures after one semantic mutation each (seeded), packed with shared references, and
+    every small fixture in the offset layout: seeds for the coverage-guided target."""
+    from .choice import RandomChooser
+
+    out = [to_offset_layout(unpack(name)) for name in small_fixtures()]
+    names, mutations = small_fixtures(), sorted(SEMANTIC)
+    for i in range(count):
+        model = unpack(names[i % len(names)])
+        SEMANTIC[mutations[i % len(mutations)]](model, RandomChooser(i))
+        out.append(pack_shared(model))
+    return out

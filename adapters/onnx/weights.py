@@ -1,0 +1,124 @@
+"""Which sparse tensors of a graph are weights, and checks of the ops that read them.
+
+A *weight* reaches TVM as a Relay parameter (a variable bound to its dense value), so the
+backend can lower it sparse; every other sparse tensor becomes a dense constant that TVM folds.
+A variable is only safe where the op reads its input as data: TVM's converters for ``Resize``,
+``Reshape``, ``Slice``... need their shape-like inputs to be constants. Hence an allow-list of
+``(op type, input index)`` pairs that read data; a tensor read anywhere else stays a constant.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sparse_import.errors import UnsupportedModelError
+
+from .graphs import node_label
+
+_EVERY = None
+# op type -> the input indices it reads as data (None: every input)
+DATA_INPUTS: dict[str, frozenset[int] | None] = {
+    "MatMul": _EVERY,
+    "Gemm": _EVERY,
+    "Conv": _EVERY,
+    "ConvTranspose": _EVERY,
+    "MatMulInteger": frozenset({0, 1}),
+    "DequantizeLinear": frozenset({0}),
+    "Add": _EVERY,
+    "Sub": _EVERY,
+    "Mul": _EVERY,
+    "Div": _EVERY,
+    "Sum": _EVERY,
+    "Mean": _EVERY,
+    "Max": _EVERY,
+    "Min": _EVERY,
+    "Pow": _EVERY,
+    "PRelu": _EVERY,
+    "Where": frozenset({1, 2}),
+    "Concat": _EVERY,
+    "Identity": _EVERY,
+    "Cast": _EVERY,
+    "Transpose": _EVERY,
+    "Gather": frozenset({0}),
+    "Neg": _EVERY,
+    "Abs": _EVERY,
+    "Relu": _EVERY,
+    "Sigmoid": _EVERY,
+    "Tanh": _EVERY,
+    "Exp": _EVERY,
+    "Sqrt": _EVERY,
+    "Softmax": _EVERY,
+    "BatchNormalization": _EVERY,
+    "LayerNormalization": _EVERY,
+    "Einsum": _EVERY,
+    # shape ops: the data input may be a variable, the shape-like ones must stay constants
+    "Reshape": frozenset({0}),
+    "Flatten": frozenset({0}),
+    "Squeeze": frozenset({0}),
+    "Unsqueeze": frozenset({0}),
+    "Expand": frozenset({0}),
+    "Tile": frozenset({0}),
+    "Slice": frozenset({0}),
+    "Pad": frozenset({0}),
+    "Split": frozenset({0}),
+    "Resize": frozenset({0}),
+}
+
+Use = tuple[str, int]  # (op type, input index) of one reader
+
+
+def reads_as_data(use: Use) -> bool:
+    """Whether the op reads that input as data (a variable is fine there)."""
+    op_type, index = use
+    if op_type not in DATA_INPUTS:
+        return False
+    slots = DATA_INPUTS[op_type]
+    return slots is None or index in slots
+
+
+def is_weight(dtype: np.dtype, uses: list[Use]) -> bool:
+    """Whether a sparse tensor of ``dtype`` read by ``uses`` becomes a Relay parameter.
+
+    It must be read, only as data, and be floating point or the quantized input of a
+    ``DequantizeLinear``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> f32 = np.dtype(np.float32)
+    >>> is_weight(f32, [("MatMul", 1)]), is_weight(f32, [("Resize", 2)]), is_weight(f32, [])
+    (True, False, False)
+    >>> is_weight(f32, [("Reshape", 0), ("MatMul", 1)]), is_weight(f32, [("Reshape", 1)])
+    (True, False)
+    >>> is_weight(np.dtype(np.int8), [("DequantizeLinear", 0)])
+    True
+    """
+    if not uses or not all(reads_as_data(use) for use in uses):
+        return False
+    return dtype.kind == "f" or ("DequantizeLinear", 0) in uses
+
+
+def check_transposes(graph, ranks: dict[str, int]) -> None:
+    """Refuse a ``Transpose`` whose ``perm`` is not a permutation of its input's dimensions.
+
+    ``ranks`` maps names of values of known rank (initializers, weights, declared inputs) to
+    their rank; a ``Transpose`` of anything else is left to TVM.
+
+    Raises
+    ------
+    UnsupportedModelError
+        Naming the node, its input, the rank and the ``perm``.
+    """
+    for node in graph.node:
+        if node.op_type != "Transpose" or not node.input or node.input[0] not in ranks:
+            continue
+        rank = ranks[node.input[0]]
+        for attr in node.attribute:
+            if attr.name != "perm":
+                continue
+            perm = [int(p) for p in attr.ints]
+            if sorted(perm) != list(range(rank)):
+                raise UnsupportedModelError(
+                    f"{node_label(node)}: perm {perm} is not a permutation of the {rank} "
+                    f"dimensions of its input {node.input[0]!r}"
+                )
