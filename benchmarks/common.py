@@ -14,6 +14,7 @@ from tvm import relay
 from sparse_import import _format
 from sparse_import.backend.build import Timing, build, time_module
 from sparse_import.backend.kernels import SparseOperand, sparse_conv2d_expr, sparse_dense_expr
+from sparse_import.backend.target import host_target
 
 __all__ = [
     "block_sparse",
@@ -143,7 +144,7 @@ def machine() -> str:
         pass
     threads = os.environ.get("TVM_NUM_THREADS", "default")
     return (
-        f"{cpu}, {os.cpu_count()} cpus, TVM {tvm.__version__} target llvm, "
+        f"{cpu}, {os.cpu_count()} cpus, TVM {tvm.__version__} target {host_target()}, "
         f"TVM_NUM_THREADS={threads}"
     )
 

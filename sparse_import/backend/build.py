@@ -1,7 +1,9 @@
 """Build and run Relay modules on the CPU.
 
 One place that compiles a Relay module (with TopHub downloads switched off) and runs the result
-through TVM's graph executor, so tests and benchmarks build every module the same way.
+through TVM's graph executor, so tests and benchmarks build every module the same way. Modules
+are built for this machine's CPU (:func:`~sparse_import.backend.target.host_target`) unless a
+target is given.
 
 Examples
 --------
@@ -27,6 +29,8 @@ import tvm
 from tvm import relay
 from tvm.contrib import graph_executor
 
+from .target import resolve
+
 __all__ = ["Timing", "build", "run", "time_module"]
 
 _TOPHUB_ENV = "TOPHUB_LOCATION"
@@ -35,7 +39,7 @@ _TOPHUB_ENV = "TOPHUB_LOCATION"
 def build(
     mod: tvm.IRModule,
     params: Mapping[str, np.ndarray | tvm.nd.NDArray],
-    target: str = "llvm",
+    target: str | tvm.target.Target | None = None,
     opt_level: int = 3,
 ) -> tvm.runtime.Module:
     """Compile a Relay module, binding ``params`` as constants.
@@ -43,6 +47,9 @@ def build(
     TopHub (TVM's download of pre-tuned schedules) is switched off by setting
     ``TOPHUB_LOCATION=NONE`` for the process, so a build never touches the network and every
     operator uses TVM's fallback schedule.
+
+    A module that multiplies int8/uint8 tensors is built without AVX512-BW, with which TVM 0.19's
+    int8 kernels return wrong sums (:mod:`~sparse_import.backend.target`).
 
     TVM 0.19's TIR common-subexpression elimination can bind a vector value to a variable whose
     debug record the LLVM 22 verifier rejects ("LLVM module verification failed ... location of
@@ -56,8 +63,10 @@ def build(
         Module whose ``main`` takes the model inputs and the parameters named in ``params``.
     params : Mapping[str, numpy.ndarray | tvm.nd.NDArray]
         Values of the free parameters of ``main``, bound at build time.
-    target : str, optional
-        TVM target string, ``"llvm"`` (generic x86-64) by default.
+    target : str | tvm.target.Target, optional
+        TVM target; ``None`` (default) or ``"host"`` builds for this machine's CPU
+        (``"llvm -mcpu=<cpu>"``), ``-mcpu=native`` in a string is replaced by that CPU
+        (:func:`~sparse_import.backend.target.resolve`).
     opt_level : int, optional
         Relay optimisation level.
 
@@ -67,6 +76,7 @@ def build(
         The factory module returned by ``relay.build`` (``lib["default"](dev)`` creates a graph
         module).
     """
+    target = resolve(target, integer_products=_multiplies_integers(mod))
     try:
         return _relay_build(mod, params, target, opt_level, {})
     except tvm.TVMError as error:
@@ -76,9 +86,33 @@ def build(
 
 
 _LLVM_VERIFY_FAILED = "LLVM module verification failed"
+_PRODUCTS = ("nn.dense", "nn.matmul", "nn.batch_matmul", "nn.conv2d", "nn.conv2d_transpose")
+_INTEGER_DTYPES = ("int8", "uint8")
 
 
-def _relay_build(mod, params, target: str, opt_level: int, config: dict) -> tvm.runtime.Module:
+def _multiplies_integers(mod: tvm.IRModule) -> bool:
+    """Whether ``main`` has a matrix product or convolution of int8/uint8 tensors, or a QNN op
+    (lowered into such products)."""
+    found = []
+
+    def visit(node: object) -> None:
+        if not isinstance(node, relay.Call) or not isinstance(node.op, tvm.ir.Op):
+            return
+        name = str(node.op.name)
+        if name.startswith("qnn."):
+            found.append(name)
+        elif name in _PRODUCTS:
+            dtypes = {str(getattr(arg.checked_type, "dtype", "")) for arg in node.args[:2]}
+            if dtypes & set(_INTEGER_DTYPES):
+                found.append(name)
+
+    relay.analysis.post_order_visit(relay.transform.InferType()(mod)["main"], visit)
+    return bool(found)
+
+
+def _relay_build(
+    mod, params, target: tvm.target.Target, opt_level: int, config: dict
+) -> tvm.runtime.Module:
     os.environ[_TOPHUB_ENV] = "NONE"
     with tvm.transform.PassContext(opt_level=opt_level, config=config):
         return relay.build(mod, target=target, params=dict(params))

@@ -1,28 +1,29 @@
-"""Latency model of TVM 0.19's dense and sparse matrix-product kernels on x86 CPUs.
+"""Latency model of the kernels a lowering runs on: dense, our sparse kernels, TVM's.
 
-For ``y = x @ W.T`` with ``x: (batch, cols)`` and ``W: (rows, cols)``, each kernel's time at a
-calibrated batch size is
+Modules are built for the host CPU (:mod:`~sparse_import.backend.target`), where ``nn.dense``
+and ``nn.conv2d`` use AVX2/AVX-512 and ``nn.sparse_dense`` (``x @ W.T``) and 1x1
+``nn.sparse_conv2d`` run the kernels of :mod:`sparse_import.kernels`. Those are priced by the
+roofline-style model of :mod:`~sparse_import.backend.roofline` (bytes streamed over a measured
+bandwidth, plus vector work, plus a fixed cost per call and per row).
+
+Two lowerings still run TVM 0.19's own kernels and keep the constants fitted to them: CSR
+through the sparse-left-hand-side kernel (``csr_lhs``) and 3x3 NHWC ``nn.sparse_conv2d``. For
+``y = x @ W.T`` with ``x: (batch, cols)`` and ``W: (rows, cols)``, each fitted kernel's time at
+a calibrated batch size is
 
     fixed + per_entry * E + per_entry_spill * E * log2(1 + S / 1 MiB) + per_block_row * R
 
-with ``E`` the stored entries (``rows * cols`` for dense, ``nnz`` for CSR, blocks for BSR),
-``S`` the bytes of the weight's arrays (the log term prices the caches spilling) and
-``R = rows // r`` the block rows. Between calibrated batch sizes the time is interpolated
-linearly; above the largest it grows in proportion to the batch.
-
-A convolution (``nn.conv2d`` or ``nn.sparse_conv2d``, weight matrix ``(rows, cols)`` with
+with ``E`` the stored entries, ``S`` the bytes of the weight's arrays and ``R = rows // r`` the
+block rows; between calibrated batch sizes the time is interpolated linearly, above the largest
+it grows in proportion to the batch. A TVM convolution (weight matrix ``(rows, cols)`` with
 ``cols = kh * kw * in``, ``P`` output pixels) takes, per data layout and kernel size,
 
     fixed + per_product * P * E + per_pixel_row * P * rows + per_pixel_col * P * cols
 
-with ``E = rows * cols`` for dense and the stored values for sparse.
-
-The constants were fitted per kernel and batch (non-negative least squares on the relative
-error, ``benchmarks/fit_cost.py``) to ``benchmarks/calibrate.py`` measurements: target ``llvm``
-(generic x86-64), TVM's default thread count, float32 weights 512x512 to 4096x1024 at densities
-0.02 to 0.5 (dense also 256x256 to 4096x4096), batch 1, 4 and 16; convolutions 1x1 and 3x3,
-NHWC and NCHW, 8x8x64 to 56x56x64 and 14x14x256, densities 0.05 to 0.6. All constants of the
-model live in this module.
+The fitted constants (``benchmarks/fit_cost.py`` on ``benchmarks/calibrate.py`` measurements:
+target ``llvm``, generic x86-64) are a conservative price for the host CPU, where TVM's kernels
+run at least as fast. The tables of TVM's ``x @ W.T`` CSR and BSR kernels and of its dense
+kernels stay for those benchmarks; no lowering is priced by them any more.
 
 Fitted: 2026-11-23 on AMD EPYC, 2 cpus, TVM 0.19.0 target llvm, TVM_NUM_THREADS=default.
 
@@ -41,6 +42,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import astuple, dataclass
 from types import MappingProxyType
+
+from . import roofline
 
 __all__ = [
     "BSR",
@@ -236,7 +239,7 @@ CONV_SPARSE: Mapping[tuple[str, int], ConvCost] = MappingProxyType(
 
 # ------------------------------------------------------------------------ policy constants
 REBLOCK_SHAPES = ((4, 1), (8, 1), (16, 1), (4, 4))
-"""Block shapes ``auto`` may re-block a weight into (TVM's x86 BSR schedule vectorizes ``r``)."""
+"""Block shapes ``auto`` may re-block a weight into (our BSR kernel vectorizes ``r`` rows)."""
 
 MAX_FILL = 1.5
 """Largest ``stored / nnz`` ratio (explicit zeros filled into blocks) ``auto`` accepts."""
@@ -284,11 +287,8 @@ def _seconds(table: Table, batch: int, entries: int, stored: int, block_rows: in
 
 
 def dense_seconds(rows: int, cols: int, batch: int, itemsize: int = 4) -> float:
-    """Estimated time of ``nn.dense`` with a ``(rows, cols)`` weight."""
-    entries = rows * cols
-    return _seconds(
-        DENSE, batch, entries, operand_bytes("dense", rows, entries, itemsize=itemsize), rows
-    )
+    """Estimated time of ``nn.dense`` with a ``(rows, cols)`` weight, built for the host CPU."""
+    return roofline.dense_seconds(rows, cols, batch, itemsize)
 
 
 def csr_seconds(
@@ -296,46 +296,30 @@ def csr_seconds(
 ) -> float:
     """Estimated time of ``nn.sparse_dense`` with a CSR weight holding ``nnz`` values.
 
-    ``sparse_lhs`` selects TVM's sparse-left-hand-side kernel (``(W @ x.T).T``).
+    ``sparse_lhs`` selects TVM's sparse-left-hand-side kernel (``(W @ x.T).T``, fitted
+    constants); otherwise our kernel (:mod:`~sparse_import.backend.roofline`).
     """
+    if not sparse_lhs:
+        return roofline.sparse_seconds(rows, cols, nnz, (1, 1), batch, itemsize)
     stored = operand_bytes("csr", rows, nnz, itemsize=itemsize)
-    return _seconds(CSR_LHS if sparse_lhs else CSR, batch, nnz, stored, rows)
-
-
-def _nearest_measured(block: tuple[int, int]) -> tuple[int, int]:
-    """The measured block shape closest to ``block`` in log-space; ties go to the one with the
-    closer block size, then to the taller one (TVM's x86 schedule vectorizes block rows)."""
-
-    def distance(other: tuple[int, int]) -> tuple[float, float, int]:
-        per_dim = sum(abs(math.log2(a) - math.log2(b)) for a, b in zip(block, other, strict=True))
-        size = abs(math.log2(block[0] * block[1]) - math.log2(other[0] * other[1]))
-        return (per_dim, size, -other[0])
-
-    return min(BSR, key=distance)
+    return _seconds(CSR_LHS, batch, nnz, stored, rows)
 
 
 def bsr_seconds(
     rows: int, cols: int, nblocks: int, block: tuple[int, int], batch: int, itemsize: int = 4
 ) -> float:
-    """Estimated time of ``nn.sparse_dense`` with a BSR weight of ``nblocks`` ``block`` tiles.
-
-    A block shape that was not measured borrows the constants of the nearest measured shape,
-    with the entries rescaled to the same number of stored values.
-    """
+    """Estimated time of our ``nn.sparse_dense`` kernel with a BSR weight of ``nblocks``
+    ``block`` tiles (``(1, 1)``: CSR)."""
     block = (int(block[0]), int(block[1]))
-    if block == (1, 1):
-        return csr_seconds(rows, cols, nblocks, batch, itemsize=itemsize)
-    near = block if block in BSR else _nearest_measured(block)
-    entries = round(nblocks * block[0] * block[1] / (near[0] * near[1]))
-    stored = operand_bytes("bsr", rows, entries, near, itemsize)
-    return _seconds(BSR[near], batch, entries, stored, rows // near[0])
+    return roofline.sparse_seconds(rows, cols, nblocks, block, batch, itemsize)
 
 
 def conv_seconds(
     layout: str, kernel: int, rows: int, cols: int, pixels: int, *, stored: int | None = None
 ) -> float:
     """Estimated time of a stride-1 convolution: ``nn.conv2d`` when ``stored`` is ``None``,
-    else ``nn.sparse_conv2d`` with ``stored`` values.
+    else ``nn.sparse_conv2d`` with ``stored`` values (ours for 1x1 and 3x3 NCHW, TVM's for 3x3
+    NHWC).
 
     Parameters
     ----------
@@ -350,9 +334,13 @@ def conv_seconds(
     stored : int, optional
         Stored values of a sparse weight.
     """
-    table = CONV_DENSE if stored is None else CONV_SPARSE
-    entries = rows * cols if stored is None else stored
-    return table[layout, kernel].seconds(pixels, entries, rows, cols)
+    if stored is None:
+        return roofline.conv_dense_seconds(layout, kernel, rows, cols, pixels)
+    if kernel == 1:
+        return roofline.conv_sparse_seconds(layout, rows, cols, stored, (1, 1), pixels)
+    if layout == "NCHW":
+        return roofline.conv3x3_sparse_seconds(rows, cols, stored, pixels)
+    return CONV_SPARSE[layout, kernel].seconds(pixels, stored, rows, cols)
 
 
 def conv_boundary_seconds(layout: str, pixels: int, channels_in: int, channels_out: int) -> float:

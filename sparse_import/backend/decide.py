@@ -2,10 +2,10 @@
 
 ``dense`` keeps every weight dense. ``sparse`` keeps every weight whose uses all are sparse-able
 matrix products compressed in its own format (BSR with the model's block shape, else CSR).
-``auto`` prices every candidate with :mod:`~sparse_import.backend.cost` (dense, CSR through
-either of TVM's two CSR kernels, BSR in the model's blocks, and re-blocked BSR whose explicit
-zero fill-in stays under ``cost.MAX_FILL``) and takes the fastest; a near tie (within
-``cost.TIE_MARGIN``) goes to dense, then to the stored format.
+``auto`` prices every candidate with :mod:`~sparse_import.backend.cost` for the host CPU (dense,
+CSR through our kernel or TVM's sparse-left-hand-side one, BSR in the model's blocks, and
+re-blocked BSR whose explicit zero fill-in stays under ``cost.MAX_FILL``) and takes the fastest;
+a near tie (within ``cost.TIE_MARGIN``) goes to dense, then to the stored format.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Decision:
         Estimated seconds per candidate (``"dense"``, ``"csr"``, ``"csr_lhs"``, ``"bsr16x1"``,
         ...), fastest first, summed over the weight's uses; empty when nothing was priced.
     sparse_lhs : bool
-        CSR through TVM's sparse-left-hand-side kernel.
+        CSR through TVM's sparse-left-hand-side kernel (otherwise ours).
     batch : int | None
         Rows of the input the estimates assume (largest over the uses).
     """

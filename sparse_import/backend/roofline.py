@@ -1,0 +1,201 @@
+"""Roofline-style latency of dense products and of our sparse kernels on the host CPU.
+
+Each kernel's time is
+
+    fixed + bytes / bandwidth + vectors * per_vector + rows * per_row
+
+with ``bytes`` what the call streams (weight arrays, input, output, transposes), ``vectors`` its
+SIMD operations (fused multiply-adds of one register, or gathers of one register for the batch-1
+CSR kernel) and ``rows`` the (block) rows and batch tiles it visits. The lanes of a register are
+the host CPU's (:func:`lanes`), so the same constants price AVX-512 and AVX2 machines by their
+vector width; the constants themselves were measured on one machine kind (below) and are the
+"measured once" half of a roofline: a CPU with another memory system needs its own.
+
+Measured: 2026-11-30, AMD EPYC (Zen 4, ``llvm -mcpu=znver4``), 2 vCPUs shared with other work,
+TVM 0.19.0, TVM's default thread count; float32 2048x2048, 1024x1024, 4096x1024 and 512x512
+weights, densities 0.02-0.2, blocks 1x1, 1x4, 4x1, 8x1, 16x1, batch 1, 4 and 16; 1x1 and 3x3
+convolutions of 64x56x56, 128x28x28, 256x14x14 and 64x16x16 feature maps (dense; 1x1 also at
+densities 0.05 and 0.2, 3x3 NCHW at 0.05, 0.1 and 0.3); fitted by non-negative least squares
+on the relative error (minimum of 5 interleaved rounds per point). Median relative error per
+kernel in the comments; the 3x3 model is deliberately pessimistic for rows that are not a
+power-of-two number of lanes (up to 1.6x the measured time).
+
+Examples
+--------
+>>> from sparse_import.backend import roofline
+>>> dense = roofline.dense_seconds(2048, 2048, batch=1)
+>>> sparse = roofline.sparse_seconds(2048, 2048, 2048 * 2048 // 20, (1, 1), batch=1)
+>>> sparse < dense
+True
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import astuple, dataclass
+from types import MappingProxyType
+
+__all__ = [
+    "BSR_MATVEC",
+    "CSR_MATVEC",
+    "DENSE_CONV",
+    "DENSE_PRODUCT",
+    "SPARSE_CONV",
+    "SPARSE_CONV3",
+    "SPARSE_MATMUL",
+    "Roofline",
+    "conv3x3_sparse_seconds",
+    "conv_dense_seconds",
+    "conv_sparse_seconds",
+    "dense_seconds",
+    "lanes",
+    "sparse_seconds",
+]
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """Constants of one kernel, in seconds.
+
+    Attributes
+    ----------
+    fixed : float
+        Per call.
+    per_byte : float
+        Per byte streamed (the inverse of the bandwidth).
+    per_vector : float
+        Per SIMD operation.
+    per_row : float
+        Per (block) row and batch tile visited.
+    """
+
+    fixed: float
+    per_byte: float
+    per_vector: float
+    per_row: float
+
+    def seconds(self, nbytes: float, vectors: float, rows: float) -> float:
+        """Estimated time of one call."""
+        features = (1.0, nbytes, vectors, rows)
+        return sum(c * f for c, f in zip(astuple(self), features, strict=True))
+
+
+# ------------------------------------------------------------------------ measured constants
+DENSE_PRODUCT = Roofline(5.55e-06, 8.56e-12, 2.36e-10, 0.0)  # median error 16 %
+CSR_MATVEC = Roofline(1.0e-06, 0.0, 2.90e-09, 4.37e-09)  # 2 %
+BSR_MATVEC = Roofline(5.57e-06, 7.30e-12, 3.25e-10, 4.88e-09)  # 5 %
+SPARSE_MATMUL = Roofline(1.53e-05, 8.21e-11, 2.23e-12, 4.89e-09)  # 6 %
+DENSE_CONV = MappingProxyType(
+    {
+        ("NCHW", 1): Roofline(1.95e-05, 0.0, 3.92e-10, 0.0),
+        ("NHWC", 1): Roofline(3.11e-05, 0.0, 5.92e-10, 0.0),
+        ("NCHW", 3): Roofline(2.33e-05, 0.0, 3.07e-10, 0.0),
+        ("NHWC", 3): Roofline(0.0, 0.0, 6.30e-10, 0.0),
+    }
+)
+SPARSE_CONV3 = Roofline(1.37e-06, 0.0, 0.0, 1.07e-09)  # 3x3 NCHW, our kernel; per visit
+SPARSE_CONV = MappingProxyType(  # 1x1, our kernel; NHWC with its transposes
+    {
+        "NCHW": Roofline(6.99e-06, 6.91e-12, 6.68e-10, 0.0),
+        "NHWC": Roofline(2.50e-05, 5.39e-11, 8.16e-10, 2.17e-08),
+    }
+)
+_INDEX_BYTES = 2  # uint16 column indices whenever the block columns fit
+_POINTER_BYTES = 4
+
+
+@functools.cache
+def lanes(itemsize: int = 4) -> int:
+    """Values of ``itemsize`` bytes per SIMD register of the host CPU."""
+    from sparse_import.kernels import Simd  # TVM; imported only when a cost is asked for
+
+    from .target import resolve
+
+    return max(1, Simd.from_target(resolve(None)).width // itemsize)
+
+
+def dense_seconds(rows: int, cols: int, batch: int, itemsize: int = 4) -> float:
+    """``nn.dense`` with a ``(rows, cols)`` weight, built for the host CPU."""
+    nbytes = (rows * cols + batch * (rows + cols)) * itemsize
+    vectors = batch * rows * math.ceil(cols / lanes(itemsize))
+    return DENSE_PRODUCT.seconds(nbytes, vectors, 0)
+
+
+def sparse_seconds(
+    rows: int, cols: int, nblocks: int, block: tuple[int, int], batch: int, itemsize: int = 4
+) -> float:
+    """Our ``nn.sparse_dense`` kernel for a weight of ``nblocks`` ``block`` tiles (``(1, 1)``:
+    CSR with ``nblocks`` values)."""
+    r, c = block
+    block_rows = rows // r
+    stored = nblocks * (r * c * itemsize + _INDEX_BYTES) + (block_rows + 1) * _POINTER_BYTES
+    width = lanes(itemsize)
+    if batch == 1:
+        nbytes = stored + (rows + cols) * itemsize
+        if block == (1, 1):
+            return CSR_MATVEC.seconds(nbytes, nblocks / width, rows)
+        if r == 1 and c < width and width % c == 0:  # packed width // c blocks to a vector
+            return BSR_MATVEC.seconds(nbytes, nblocks * c / width, block_rows)
+        return BSR_MATVEC.seconds(nbytes, nblocks * (1 if c == 1 else r), block_rows)
+    values = nblocks * r * c
+    return _matmul_seconds(SPARSE_MATMUL, stored, rows, cols, values, r, batch, itemsize, True)
+
+
+def _matmul_seconds(
+    kernel: Roofline,
+    stored: int,
+    rows: int,
+    cols: int,
+    values: int,
+    r: int,
+    width: int,
+    itemsize: int,
+    transposed: bool,
+) -> float:
+    """:func:`~sparse_import.kernels.sparse_matmul` over ``width`` columns: the weight is read
+    once per tile of columns."""
+    from sparse_import.kernels.matmul import tiles
+
+    per_vector = lanes(itemsize)
+    (_, count), _, rest = tiles(width, r, per_vector)
+    passes = count + len(rest)
+    copies = 2 if transposed else 1  # the transposes read and write the input and output again
+    nbytes = stored * passes + copies * width * (rows + cols) * itemsize
+    vectors = values * math.ceil(width / per_vector)
+    return kernel.seconds(nbytes, vectors, rows // r * passes)
+
+
+def conv_dense_seconds(layout: str, kernel: int, rows: int, cols: int, pixels: int) -> float:
+    """``nn.conv2d`` (stride 1) with a ``(rows, cols)`` weight matrix over ``pixels`` pixels."""
+    vectors = pixels * rows * math.ceil(cols / lanes())
+    return DENSE_CONV[layout, kernel].seconds(0, vectors, 0)
+
+
+def conv3x3_sparse_seconds(rows: int, cols: int, values: int, pixels: int) -> float:
+    """Our direct 3x3 NCHW ``nn.sparse_conv2d`` kernel over ``pixels`` pixels of square images.
+
+    Every output row walks the stored values once per tile of the row; a visit costs
+    ``SPARSE_CONV3.per_row``, twice that for a tile whose length is not a power of two (LLVM
+    splits such vectors).
+    """
+    from sparse_import.kernels.matmul import tiles
+
+    width = max(1, math.isqrt(pixels))
+    (tile, count), _, rest = tiles(width, 1, lanes())
+    weights = sum(1 if n & (n - 1) == 0 else 2 for n in [tile] * count + rest)
+    visits = values * max(1, pixels // width) * weights
+    return SPARSE_CONV3.seconds(0, 0, visits)
+
+
+def conv_sparse_seconds(
+    layout: str, rows: int, cols: int, nblocks: int, block: tuple[int, int], pixels: int
+) -> float:
+    """Our 1x1 ``nn.sparse_conv2d`` kernel (NHWC transposes around the product)."""
+    r, c = block
+    stored = nblocks * (r * c * 4 + _INDEX_BYTES) + (rows // r + 1) * _POINTER_BYTES
+    values = nblocks * r * c
+    transposed = layout == "NHWC"
+    return _matmul_seconds(
+        SPARSE_CONV[layout], stored, rows, cols, values, r, pixels, 4, transposed
+    )

@@ -1,0 +1,72 @@
+"""``nn.sparse_dense`` semantics (``y = x @ W.T``, ``W`` sparse) from the kernels of this package.
+
+Batch 1 runs the matrix-vector kernels; a larger batch transposes ``x`` (``cols x batch``, small
+next to the weight), runs :func:`~.matmul.sparse_matmul` vectorized over the batch and
+transposes the ``(rows, batch)`` result back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tvm import te
+
+from ._tir import Simd
+from .matmul import sparse_matmul
+from .matvec import bsr_matvec, csr_matvec
+
+__all__ = ["TRANSPOSE_TAG", "sparse_dense", "sparse_dense_schedule"]
+
+TRANSPOSE_TAG = "sparse_import.transpose"
+"""Tag of the data movement around the kernels (transposes, padding): scheduled parallel over
+its first axis."""
+
+
+def sparse_dense(
+    x: te.Tensor, data: te.Tensor, indices: te.Tensor, indptr: te.Tensor, *, simd: Simd
+) -> te.Tensor:
+    """``y = x @ W.T`` with ``x: (batch, cols)`` static and ``W`` in CSR or BSR arrays.
+
+    Parameters
+    ----------
+    x : te.Tensor
+        ``(batch, cols)`` with a static ``batch``.
+    data, indices, indptr : te.Tensor
+        ``W``'s arrays as TVM's ``nn.sparse_dense`` takes them.
+    simd : Simd
+        The target's vectors.
+
+    Returns
+    -------
+    te.Tensor
+        ``(batch, rows)``.
+    """
+    batch, cols = (int(d) for d in x.shape)
+    if batch == 1:
+        kernel = csr_matvec if len(data.shape) == 1 else bsr_matvec
+        return kernel(x, data, indices, indptr, simd=simd)
+    xt = te.compute((cols, batch), lambda k, n: x[n, k], name="x_t", tag=TRANSPOSE_TAG)
+    yt = sparse_matmul(xt, data, indices, indptr, images=1, width=batch, simd=simd)
+    rows = int(yt.shape[1])
+    return te.compute((batch, rows), lambda n, m: yt[0, m, n], name="y", tag=TRANSPOSE_TAG)
+
+
+def sparse_dense_schedule(outs: Sequence[te.Tensor]) -> te.Schedule:
+    """Schedule :func:`sparse_dense`'s output: the transposes run parallel over their rows."""
+    outs = list(outs)
+    s = te.create_schedule([t.op for t in outs])
+    seen = set()
+
+    def visit(tensor: te.Tensor) -> None:
+        op = tensor.op
+        if op in seen:
+            return
+        seen.add(op)
+        if op.tag == TRANSPOSE_TAG:
+            s[op].parallel(op.axis[0])
+        for child in op.input_tensors:
+            visit(child)
+
+    for out in outs:
+        visit(out)
+    return s
