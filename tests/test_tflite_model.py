@@ -4,7 +4,7 @@ Every fixture in ``fixtures/tflite/manifest.json`` is imported once and built on
 (shared through ``compiled_fixture`` and ``lowered_fixture``): the dense import, the backend's
 ``mode="sparse"`` for every fixture and ``mode="auto"`` for a subset. LiteRT's builtin reference
 kernels on the same seeded inputs are the oracle. Float outputs agree within 1e-5 of the
-output's largest magnitude, quantized ones within one quantization step.
+output's largest magnitude, outputs of a quantized chain in 0 quantization steps.
 """
 
 from __future__ import annotations
@@ -274,7 +274,8 @@ def test_hybrid_fully_connected_matches_litert(variant):
 
 
 def test_int8_fully_connected_with_one_weight_scale_matches_litert():
-    """TVM's own int8 FULLY_CONNECTED path, given the dense form of a 1x16-block weight."""
+    """Per-tensor int8 FULLY_CONNECTED (one weight scale) on the dense form of a 1x16-block
+    weight: LiteRT's integer arithmetic, 0 steps off."""
     name = "mlp_int8.tflite"
     model = edit(fixture_bytes(name), _per_tensor)
     imported = import_model(model)

@@ -8,8 +8,10 @@ sparse weights need; every other operator is converted by TVM:
   weight (the alias is cast to float32, exactly as TFLite dequantizes float16);
 - a densified tensor that an operator reads as an expression, or that is a model output, becomes
   one constant parameter;
-- ``FULLY_CONNECTED`` with per-channel weight scales (int8 models) and with int8 weights on
-  float activations (hybrid models) are converted here, because TVM 0.19 cannot.
+- ``FULLY_CONNECTED``, ``CONV_2D`` and ``DEPTHWISE_CONV_2D`` with int8 weights on float
+  activations (hybrid models) are converted here (:mod:`.hybrid`), because TVM 0.19 cannot;
+- int8 ``FULLY_CONNECTED``, ``CONV_2D`` and ``DEPTHWISE_CONV_2D`` compute LiteRT's integer
+  arithmetic bit for bit (:mod:`.quantized`), where TVM's ``qnn.requantize`` rounds otherwise.
 
 Every dense array handed to TVM is remembered; after conversion each Relay parameter that is one
 of them, or a transposed view of one, becomes a :class:`~sparse_import.imported.SparseWeight`
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 import tvm
 from tvm import relay
-from tvm.relay.frontend.tflite import OperatorConverter, from_tflite
+from tvm.relay.frontend.tflite import OperatorConverter, from_tflite, get_scalar_from_constant
 
 from sparse_import.errors import (
     SparseFormatError,
@@ -35,13 +37,13 @@ from sparse_import.errors import (
 from sparse_import.imported import ImportedModel, SparseWeight
 from sparse_import.tensor import SparseTensor
 
-from . import hybrid
-from .loader import schema, tensor_name
+from . import hybrid, quantized
+from .loader import schema, tensor_name, with_buffer_data
 
 # Raised by this package's own checks (the IR, the reader, the converter): never rewrapped.
 OWN_ERRORS = (SparseFormatError, UnsupportedSparsityError, UnsupportedModelError)
 # Operators whose float-activation, int8-weight ("dynamic range") form is converted here.
-HYBRID_OPS = frozenset({"FULLY_CONNECTED"})
+HYBRID_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"})
 OUTPUT = "OUTPUT"  # consumer of a sparse tensor that is itself a model output
 
 
@@ -94,8 +96,8 @@ class SparseOperatorConverter(OperatorConverter):
     def get_tensor_value(self, tensor_wrapper: Any, is_sparse: bool = False) -> np.ndarray:
         """The tensor's constant value; the exact dense form for a sparse or densified tensor."""
         entry = self.dense.get(tensor_wrapper.tensor_idx)
-        if entry is None:
-            return super().get_tensor_value(tensor_wrapper, is_sparse)
+        if entry is None:  # a buffer after the flatbuffer is read from its offset
+            return super().get_tensor_value(with_buffer_data(self.model, tensor_wrapper), is_sparse)
         array = entry.tensor.to_dense()
         owner = _owner(array)
         if not owner.flags.owndata or id(owner) in self.handouts:
@@ -177,23 +179,66 @@ class SparseOperatorConverter(OperatorConverter):
         return None
 
     def convert_dequantize(self, op: Any) -> relay.Expr | None:
-        """``DEQUANTIZE`` of a sparse float16 tensor aliases the tensor cast to float32."""
+        """``DEQUANTIZE`` of a sparse float16 tensor aliases the tensor cast to float32; a
+        per-tensor int8 one computes LiteRT's float32 rounding; TVM's conversion otherwise."""
         (source,) = self.get_input_tensors(op)
         entry = self.dense.get(source.tensor_idx)
         if entry is not None and source.tensor.Type() == schema().TensorType.FLOAT16:
             (output,) = self.get_output_tensors(op)
             self.dense[output.tensor_idx] = _Dense(entry.tensor.astype(np.float32), entry.source)
             return None
+        output = self.get_output_tensors(op)[0]
+        float_output = self.get_tensor_type_str(output.tensor.Type()) == "float32"
+        if float_output and _per_tensor_int8(self, source):
+            x = self.get_tensor_expr(source)
+            shape = _static(x)
+            if shape:
+                return quantized.dequantize(
+                    x,
+                    shape,
+                    _scalar(source.qnn_params["scale"]),
+                    int(_scalar(source.qnn_params["zero_point"])),
+                )
         return super().convert_dequantize(op)
 
+    def convert_quantize(self, op: Any) -> relay.Expr:
+        """float32 -> per-tensor int8 ``QUANTIZE`` with LiteRT's rounding; TVM's conversion
+        otherwise."""
+        (source,) = self.get_input_tensors(op)
+        (output,) = self.get_output_tensors(op)
+        float_input = self.get_tensor_type_str(source.tensor.Type()) == "float32"
+        if float_input and _per_tensor_int8(self, output):
+            x = self.get_tensor_expr(source)
+            shape = _static(x)
+            if shape:
+                return quantized.quantize(
+                    x,
+                    shape,
+                    _scalar(output.qnn_params["scale"]),
+                    int(_scalar(output.qnn_params["zero_point"])),
+                )
+        return super().convert_quantize(op)
+
     def convert_fully_connected(self, op: Any) -> relay.Expr:
-        """TVM's conversion, except for hybrid and per-channel quantized weights."""
+        """TVM's conversion, except for hybrid and int8 models (LiteRT's arithmetic)."""
         data, weight = self.get_input_tensors(op)[:2]
+        (output,) = self.get_output_tensors(op)
         if weight.qnn_params is not None and data.qnn_params is None:
             return hybrid.fully_connected(self, op)
+        if quantized.is_int8(self, data, weight, output):
+            return quantized.fully_connected(self, op)
         if data.qnn_params is not None and _per_channel(weight):
-            return hybrid.quantized_fully_connected(self, op)
+            return quantized.per_channel_fully_connected(self, op)
         return super().convert_fully_connected(op)
+
+    def convert_conv(self, op: Any, conv_type: str) -> relay.Expr:
+        """TVM's conversion; int8 convolutions get LiteRT's output stage, hybrid ones are
+        converted here."""
+        data, weight = self.get_input_tensors(op)[:2]
+        if weight.qnn_params is not None and data.qnn_params is None:
+            return hybrid.convolution(self, op, depthwise=conv_type == "depthwise")
+        converted = super().convert_conv(op, conv_type)
+        return quantized.convolution(self, op, converted, depthwise=conv_type == "depthwise")
 
     # ------------------------------------------------------------ results
     def sparse_weights(self) -> tuple[SparseWeight, ...]:
@@ -253,6 +298,22 @@ def match_view(view: np.ndarray, array: np.ndarray) -> tuple[int, ...] | None:
         free.remove(match)
         perm.append(match)
     return tuple(perm)
+
+
+def _static(expr: relay.Expr) -> tuple[int, ...] | None:
+    """The shape of ``expr`` when every dimension is known, else ``None``."""
+    from tvm.relay.frontend.common import infer_shape
+
+    shape = infer_shape(expr)
+    return tuple(int(d) for d in shape) if all(isinstance(d, int) for d in shape) else None
+
+
+def _scalar(value: Any) -> float:
+    return float(get_scalar_from_constant(value))
+
+
+def _per_tensor_int8(converter: OperatorConverter, tensor: Any) -> bool:
+    return quantized.is_int8(converter, tensor) and not _per_channel(tensor)
 
 
 def _per_channel(tensor: Any) -> bool:

@@ -1,14 +1,15 @@
-"""``FULLY_CONNECTED`` conversions that TVM 0.19's TFLite frontend lacks.
+"""Hybrid ("dynamic range") operators, which TVM 0.19's TFLite frontend lacks: float
+activations, int8 weights.
 
-- :func:`fully_connected` (hybrid, or "dynamic range" quantization): float activations, int8
-  weights. LiteRT quantizes each batch row of the input on the fly (symmetric to [-127, 127], or
-  asymmetric with a zero point when ``asymmetric_quantize_inputs`` is set), multiplies in int32
-  and scales back to float. The Relay graph here repeats those steps in the same float32 order,
-  so the outputs agree with LiteRT to float rounding rather than to the input's quantization
-  error.
-- :func:`quantized_fully_connected`: int8 activations with per-channel weight scales, which TVM
-  rejects (its converter assumes one weight scale); ``qnn.dense`` takes the scale vector and
-  ``qnn.requantize`` rescales per output channel.
+- :func:`fully_connected`: LiteRT quantizes each batch row of the input on the fly (symmetric to
+  [-127, 127], or asymmetric with a zero point when ``asymmetric_quantize_inputs`` is set),
+  multiplies in int32 and scales back to float; its dense and its sparse (1x16 block) kernels
+  remove the zero point and apply the scales in different orders.
+- :func:`convolution`: ``CONV_2D`` and ``DEPTHWISE_CONV_2D`` with per-channel weight scales;
+  LiteRT quantizes each batch image asymmetrically (padding holds the zero point).
+
+The Relay graphs repeat LiteRT's steps in the same float32 order, each float32 operation rounded
+once (:func:`_f32`), so the outputs are LiteRT's bit for bit.
 """
 
 from __future__ import annotations
@@ -18,91 +19,180 @@ from typing import Any
 import numpy as np
 import tvm
 from tvm import relay
-from tvm.relay import qnn
-from tvm.relay.frontend.tflite import get_scalar_from_constant
+from tvm.relay.frontend.common import infer_shape
 
 from .loader import schema
+from .operands import FullyConnected, constant
 
 _SYMMETRIC_MAX = 127.0  # TFLite's kScale for symmetric int8 input quantization
 _QMIN, _QMAX = -128.0, 127.0  # asymmetric int8 input quantization range
 
 
-def _options(op: Any) -> Any:
-    tfl = schema()
-    options = tfl.FullyConnectedOptions()
-    table = op.BuiltinOptions()
-    options.Init(table.Bytes, table.Pos)
-    return options
-
-
-def _constant(conv: Any, tensor: Any) -> tuple[relay.Expr, np.ndarray | None]:
-    """The expression of a constant operand, as TVM's converters build it, and its value
-    (``None`` when the operand is already an expression)."""
-    if conv.has_expr(tensor.tensor_idx):
-        return conv.get_expr(tensor.tensor_idx), None
-    value = conv.get_tensor_value(tensor)
-    expr = conv.exp_tab.new_const(
-        value,
-        dtype=conv.get_tensor_type_str(tensor.tensor.Type()),
-        source_name=tensor.tensor.Name(),
-    )
-    return expr, value
-
-
-def _operands(conv: Any, op: Any) -> tuple[Any, Any, Any | None, Any, int, int]:
-    inputs = conv.get_input_tensors(op)
-    data, weight = inputs[0], inputs[1]
-    bias = inputs[2] if len(inputs) > 2 and inputs[2].tensor_idx != -1 else None
-    (output,) = conv.get_output_tensors(op)
-    units, depth = (int(d) for d in weight.tensor.ShapeAsNumpy())
-    return data, weight, bias, output, units, depth
-
-
-def _finish(conv: Any, op: Any, out: relay.Expr, data: Any, units: int) -> relay.Expr:
-    """Reshape for ``keep_num_dims``, as TVM does."""
-    if _options(op).KeepNumDims():
-        from tvm.relay.frontend.common import infer_shape
-
-        input_shape = infer_shape(conv.get_tensor_expr(data))
-        out = relay.reshape(out, (*input_shape[:-1], units))
-    return out
-
-
 def fully_connected(conv: Any, op: Any) -> relay.Expr:
     """Hybrid ``FULLY_CONNECTED``: float input ``(..., K)``, int8 weight ``(N, K)``."""
-    data, weight, bias, _, units, depth = _operands(conv, op)
+    fc = FullyConnected.of(conv, op)
+    weight, options = fc.weight, fc.options
     if weight.tensor.Type() != schema().TensorType.INT8:
         raise tvm.error.OpNotImplemented(
             "hybrid FULLY_CONNECTED (float input, quantized weight) is converted for int8 "
             f"weights only, not {conv.get_tensor_type_str(weight.tensor.Type())}"
         )
-    options = _options(op)
-    x = relay.reshape(conv.get_tensor_expr(data), (-1, depth))
-    w, w_value = _constant(conv, weight)
+    x = fc.rows(conv)
+    w, w_value = constant(conv, weight)
     if options.AsymmetricQuantizeInputs():
         xq, row_scale, offset = _quantize_asymmetric(x)
     else:
         xq, row_scale = _quantize_symmetric(x)
         offset = None
-    acc = relay.nn.dense(xq, w, units=units, out_dtype="int32")  # (B, N)
-    if offset is not None:
-        # (N,); from the value when there is one, so the weight has a single use in Relay
-        row_sums = (
-            relay.sum(relay.cast(w, "int32"), axis=1)
-            if w_value is None
-            else relay.const(w_value.astype(np.int32).sum(axis=1))
-        )
-        acc = relay.subtract(acc, relay.multiply(offset, row_sums))
-    weight_scale = weight.qnn_params["scale"].data.numpy().astype(np.float32)
-    out = relay.cast(acc, "float32")
-    if weight_scale.size == 1:  # LiteRT folds the weight scale into each row's scale first
-        out = relay.multiply(out, relay.multiply(row_scale, relay.const(weight_scale.reshape(()))))
+    # int32 operands: TVM's int8 dense kernels (VNNI) do not compile with LLVM 22
+    acc = relay.nn.dense(
+        relay.cast(xq, "int32"), relay.cast(w, "int32"), units=fc.units, out_dtype="int32"
+    )  # (B, N)
+    # (N,); from the value when there is one, so the weight has a single use in Relay
+    row_sums = (
+        relay.sum(relay.cast(w, "int32"), axis=1)
+        if w_value is None
+        else relay.const(w_value.astype(np.int32).sum(axis=1))
+    )
+    weight_scale = relay.const(weight.qnn_params["scale"].data.numpy().astype(np.float32))
+    bias = constant(conv, fc.bias)[0] if fc.bias is not None else relay.const(0.0)
+    if weight.tensor.Sparsity() is None:
+        out = _dense_output(acc, row_sums, offset, row_scale, weight_scale, bias)
     else:
-        out = relay.multiply(relay.multiply(out, row_scale), relay.const(weight_scale))
-    if bias is not None:
-        out = relay.add(_constant(conv, bias)[0], out)
+        out = _sparse_output(acc, row_sums, offset, row_scale, weight_scale, bias)
     out = conv.convert_fused_activation_function(out, options.FusedActivationFunction())
-    return _finish(conv, op, out, data, units)
+    return fc.finish(conv, out)
+
+
+def _dense_output(
+    acc: relay.Expr,
+    row_sums: relay.Expr,
+    offset: relay.Expr | None,
+    row_scale: relay.Expr,
+    weight_scale: relay.Expr,
+    bias: relay.Expr,
+) -> relay.Expr:
+    """LiteRT's dense hybrid kernel: ``bias + (acc - offset * row_sums) * (row_scale *
+    weight_scale)``, the offset removed in int32, each float32 step rounded once."""
+    if offset is not None:
+        acc = relay.subtract(acc, relay.multiply(offset, row_sums))
+    scale = _f32(relay.multiply, row_scale, weight_scale)  # (B, 1) or (B, N)
+    return _f32(relay.add, bias, _f32(relay.multiply, relay.cast(acc, "float32"), scale))
+
+
+def _sparse_output(
+    acc: relay.Expr,
+    row_sums: relay.Expr,
+    offset: relay.Expr | None,
+    row_scale: relay.Expr,
+    weight_scale: relay.Expr,
+    bias: relay.Expr,
+) -> relay.Expr:
+    """LiteRT's sparse (1x16 block) hybrid kernel: the offset is removed in float first,
+    ``bias - (row_scale * offset) * weight_scale * row_sums``, then ``acc * (row_scale *
+    weight_scale)`` is added; a single weight scale is folded into ``row_scale`` first."""
+    per_tensor = _rank(weight_scale) == 0
+    if per_tensor:
+        row_scale = _f32(relay.multiply, row_scale, weight_scale)
+    scale = row_scale if per_tensor else _f32(relay.multiply, row_scale, weight_scale)
+    out = bias
+    if offset is not None:
+        offset_scale = _f32(relay.multiply, row_scale, relay.cast(offset, "float32"))
+        if not per_tensor:
+            offset_scale = _f32(relay.multiply, offset_scale, weight_scale)
+        correction = _f32(relay.multiply, offset_scale, relay.cast(row_sums, "float32"))
+        out = _f32(relay.subtract, out, correction)
+    return _f32(relay.add, out, _f32(relay.multiply, relay.cast(acc, "float32"), scale))
+
+
+_LANES = 4  # channels per vector in LiteRT's hybrid depthwise output stage
+
+
+def convolution(conv: Any, op: Any, *, depthwise: bool) -> relay.Expr:
+    """Hybrid ``CONV_2D`` / ``DEPTHWISE_CONV_2D`` (NHWC float input, per-channel int8 weight)."""
+    tfl = schema()
+    inputs = conv.get_input_tensors(op)
+    data, weight = inputs[:2]
+    bias = inputs[2] if len(inputs) > 2 and inputs[2].tensor_idx != -1 else None
+    code = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
+    scales = weight.qnn_params["scale"].data.numpy().astype(np.float32).reshape(-1)
+    value = conv.get_tensor_value(weight)
+    out_channels = int(value.shape[-1] if depthwise else value.shape[0])
+    if weight.tensor.Type() != tfl.TensorType.INT8 or scales.size != out_channels:
+        dtype = conv.get_tensor_type_str(weight.tensor.Type())
+        raise tvm.error.OpNotImplemented(
+            f"hybrid {code} (float input, quantized weight) is converted for int8 weights with "
+            f"one scale per output channel, not {dtype} with {scales.size} scale(s) for "
+            f"{out_channels} channels"
+        )
+    options = tfl.DepthwiseConv2DOptions() if depthwise else tfl.Conv2DOptions()
+    table = op.BuiltinOptions()
+    options.Init(table.Bytes, table.Pos)
+    x = conv.get_tensor_expr(data)
+    n, height, width, channels = (int(d) for d in infer_shape(x))
+    _, kernel_h, kernel_w = (int(d) for d in value.shape[:3])
+    if depthwise:  # (1, KH, KW, C * M) -> (KH, KW, C, M)
+        value = value.reshape(kernel_h, kernel_w, channels, out_channels // channels)
+        layout = "HWIO" if channels == 1 else "HWOI"
+    else:  # (O, KH, KW, I) -> (KH, KW, I, O)
+        value = value.transpose((1, 2, 3, 0))
+        layout = "HWIO"
+    kernel = conv.exp_tab.new_const(value, dtype="int8", source_name=weight.tensor.Name())
+    strides = (options.StrideH(), options.StrideW())
+    dilation = (options.DilationHFactor(), options.DilationWFactor())
+    padding = (0, 0, 0, 0)
+    if options.Padding() == tfl.Padding.SAME:
+        pad_h = _same_padding(height, (kernel_h - 1) * dilation[0] + 1, strides[0])
+        pad_w = _same_padding(width, (kernel_w - 1) * dilation[1] + 1, strides[1])
+        padding = (pad_h[0], pad_w[0], pad_h[1], pad_w[1])
+    x = relay.reshape(x, (n, -1))
+    xq, image_scale, offset = _quantize_asymmetric(x)  # one quantization per image
+    centered = relay.subtract(relay.cast(xq, "int32"), offset)  # padding: the zero point
+    acc = relay.nn.conv2d(
+        relay.reshape(centered, (n, height, width, channels)),
+        relay.cast(kernel, "int32"),
+        strides=strides,
+        padding=padding,
+        dilation=dilation,
+        groups=channels if depthwise else 1,
+        channels=out_channels,
+        kernel_size=(kernel_h, kernel_w),
+        data_layout="NHWC",
+        kernel_layout=layout,
+        out_dtype="int32",
+    )
+    acc = relay.cast(acc, "float32")
+    image_scale = relay.reshape(image_scale, (n, 1, 1, 1))
+    channel_scale = relay.const(scales)
+    if depthwise:  # vector lanes: acc * channel * image; other channels: acc * image * channel
+        lanes = np.arange(out_channels) < _LANES * (out_channels // _LANES)
+        vector = _f32(relay.multiply, _f32(relay.multiply, acc, channel_scale), image_scale)
+        scalar = _f32(relay.multiply, _f32(relay.multiply, acc, image_scale), channel_scale)
+        out = relay.where(relay.const(lanes), vector, scalar)
+    else:
+        out = _f32(relay.multiply, acc, _f32(relay.multiply, channel_scale, image_scale))
+    if bias is not None:
+        out = _f32(relay.add, out, constant(conv, bias)[0])
+    return conv.convert_fused_activation_function(out, options.FusedActivationFunction())
+
+
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TFLite's SAME padding ``(before, after)`` of one spatial dimension."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _rank(expr: relay.Expr) -> int:
+    return len(expr.data.shape)
+
+
+def _f32(operation: Any, a: relay.Expr, b: relay.Expr) -> relay.Expr:
+    """One float32 operation, correctly rounded: computed in float64 (a product or sum of two
+    float32 values is exact there, a quotient rounded twice still lands on the float32 result)
+    so that LLVM cannot contract a multiply and an add into one FMA, which LiteRT's kernels do
+    not use, and TVM cannot turn a division by a constant into a product."""
+    return relay.cast(operation(relay.cast(a, "float64"), relay.cast(b, "float64")), "float32")
 
 
 def _quantize_symmetric(x: relay.Expr) -> tuple[relay.Expr, relay.Expr]:
@@ -110,23 +200,28 @@ def _quantize_symmetric(x: relay.Expr) -> tuple[relay.Expr, relay.Expr]:
     value_range = relay.max(relay.abs(x), axis=1, keepdims=True)  # (B, 1)
     nonzero = relay.greater(value_range, relay.const(0.0))
     safe_range = relay.where(nonzero, value_range, relay.const(1.0))
-    inverse = relay.divide(relay.const(_SYMMETRIC_MAX), safe_range)
+    inverse = _f32(relay.divide, relay.const(_SYMMETRIC_MAX), safe_range)
     q = relay.clip(relay.round(relay.multiply(x, inverse)), -_SYMMETRIC_MAX, _SYMMETRIC_MAX)
+    # in float64: TVM (SimplifyExpr, DivToMul) turns a float32 division by a constant into a
+    # product with its inverse, which rounds differently
     scale = relay.where(
-        nonzero, relay.divide(value_range, relay.const(_SYMMETRIC_MAX)), relay.const(1.0)
+        nonzero, _f32(relay.divide, value_range, relay.const(_SYMMETRIC_MAX)), relay.const(1.0)
     )
     return relay.cast(q, "int8"), scale
 
 
 def _quantize_asymmetric(x: relay.Expr) -> tuple[relay.Expr, relay.Expr, relay.Expr]:
-    """Per row, TFLite's ``AsymmetricQuantizeFloats``: scale and nudged zero point in float64."""
+    """Per row, TFLite's ``AsymmetricQuantizeFloats``: the range ``rmax - rmin`` in float32,
+    scale and nudged zero point in float64, ``q = round(offset + x * (1 / scale))`` in
+    float32."""
     f64 = "float64"
-    rmin = relay.cast(relay.minimum(relay.min(x, axis=1, keepdims=True), relay.const(0.0)), f64)
-    rmax = relay.cast(relay.maximum(relay.max(x, axis=1, keepdims=True), relay.const(0.0)), f64)
+    rmin = relay.minimum(relay.min(x, axis=1, keepdims=True), relay.const(0.0))
+    rmax = relay.maximum(relay.max(x, axis=1, keepdims=True), relay.const(0.0))
     empty = relay.equal(rmin, rmax)
-    span = relay.where(empty, relay.const(1.0, f64), relay.subtract(rmax, rmin))
+    span = relay.cast(relay.where(empty, relay.const(1.0), relay.subtract(rmax, rmin)), f64)
     scale = relay.divide(span, relay.const(_QMAX - _QMIN, f64))
-    low, high = relay.divide(rmin, scale), relay.divide(rmax, scale)
+    low = relay.divide(relay.cast(rmin, f64), scale)
+    high = relay.divide(relay.cast(rmax, f64), scale)
     from_min = relay.subtract(relay.const(_QMIN, f64), low)
     from_max = relay.subtract(relay.const(_QMAX, f64), high)
     min_error = relay.add(relay.const(-_QMIN, f64), relay.abs(low))
@@ -135,45 +230,7 @@ def _quantize_asymmetric(x: relay.Expr) -> tuple[relay.Expr, relay.Expr, relay.E
     nudged = relay.clip(relay.round(zero_point), _QMIN, _QMAX)
     offset = relay.where(empty, relay.const(0, "int32"), relay.cast(nudged, "int32"))
     scale32 = relay.where(empty, relay.const(1.0), relay.cast(scale, "float32"))
-    inverse = relay.divide(relay.const(1.0), scale32)
-    q = relay.add(relay.cast(offset, "float32"), relay.multiply(x, inverse))
+    inverse = _f32(relay.divide, relay.const(1.0), scale32)
+    q = _f32(relay.add, relay.cast(offset, "float32"), _f32(relay.multiply, x, inverse))
     q = relay.clip(relay.round(q), _QMIN, _QMAX)
     return relay.cast(q, "int8"), scale32, offset
-
-
-def quantized_fully_connected(conv: Any, op: Any) -> relay.Expr:
-    """int8 ``FULLY_CONNECTED`` whose weight has one scale per output channel."""
-    data, weight, bias, output, units, depth = _operands(conv, op)
-    out_dtype = conv.get_tensor_type_str(output.tensor.Type())
-    x = relay.reshape(conv.get_tensor_expr(data), (-1, depth))
-    kernel_scale = weight.qnn_params["scale"]
-    out = qnn.op.dense(
-        x,
-        _constant(conv, weight)[0],
-        input_zero_point=data.qnn_params["zero_point"],
-        kernel_zero_point=weight.qnn_params["zero_point"],
-        input_scale=data.qnn_params["scale"],
-        kernel_scale=kernel_scale,
-        units=units,
-        out_dtype="int64" if out_dtype == "int16" else "int32",
-    )
-    if bias is not None:
-        out = relay.nn.bias_add(out, _constant(conv, bias)[0])
-    input_scale = get_scalar_from_constant(data.qnn_params["scale"])
-    out = qnn.op.requantize(
-        out,
-        input_scale=relay.const(input_scale * kernel_scale.data.numpy(), "float32"),
-        input_zero_point=relay.const(0, "int32"),
-        output_scale=output.qnn_params["scale"],
-        output_zero_point=output.qnn_params["zero_point"],
-        axis=1,
-        out_dtype=out_dtype,
-    )
-    out = conv.convert_qnn_fused_activation_function(
-        expr=out,
-        fused_activation_fn=_options(op).FusedActivationFunction(),
-        scale=get_scalar_from_constant(output.qnn_params["scale"]),
-        zero_point=get_scalar_from_constant(output.qnn_params["zero_point"]),
-        dtype=out_dtype,
-    )
-    return _finish(conv, op, out, data, units)
