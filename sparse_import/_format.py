@@ -21,7 +21,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TextIO
 
-__all__ = ["format_table", "human_bytes", "progress"]
+__all__ = [
+    "format_table",
+    "human_bytes",
+    "milliseconds",
+    "one_line",
+    "progress",
+    "shape_text",
+    "short_name",
+]
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
@@ -34,6 +42,41 @@ def human_bytes(n: float) -> str:
             return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """``"1x64"`` for the shape ``(1, 64)``."""
+    return "x".join(str(int(n)) for n in shape)
+
+
+def short_name(name: str, width: int = 36) -> str:
+    """A tensor name for a table: the first of TFLite's ``;``-joined fused names, its middle
+    elided when longer than ``width``."""
+    name = name.split(";")[0]
+    if len(name) <= width:
+        return name
+    half = (width - 1) // 2
+    return f"{name[:half]}…{name[len(name) - (width - 1 - half) :]}"
+
+
+def milliseconds(seconds: float) -> str:
+    """``"0.034 ms"`` below a second, ``"1.25 s"`` above."""
+    return f"{seconds * 1e3:.3f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """``text`` with its whitespace runs collapsed to single spaces, cut to ``limit`` characters.
+
+    Examples
+    --------
+    >>> from sparse_import._format import one_line
+    >>> one_line("two\\n  lines")
+    'two lines'
+    >>> one_line("x" * 50, limit=10)
+    'xxxxxxxxx…'
+    """
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> str:

@@ -6,27 +6,38 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .detect import detect_bytes, read_model_file
 from .errors import UnsupportedModelError
 from .imported import ImportedModel
 from .tensor import SparseTensor
 
 MODES = ("dense", "sparse", "auto")
-_TFLITE_MAGIC = b"TFL3"
 
 
-def _read_bytes(path: Path) -> bytes:
-    if not path.exists():
-        raise UnsupportedModelError(f"model file {str(path)!r} does not exist")
-    if path.is_dir():
-        raise UnsupportedModelError(f"model path {str(path)!r} is a directory, not a model file")
-    return path.read_bytes()
+def _read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a model file: a non-empty regular file, never a FIFO, device or directory."""
+    return read_model_file(path)
 
 
 def detect_framework(model: Any) -> str:
     """Name the framework of ``model``: ``"tflite"``, ``"onnx"`` or ``"scipy"``.
 
-    Paths and bytes are recognized by content (the TFLite file identifier ``TFL3``, else an ONNX
-    protobuf), not by file name.
+    Paths and bytes are recognized by content, not by file name (see :mod:`sparse_import.detect`):
+    a sound TFLite flatbuffer header, else an ONNX protobuf; a file that is neither is refused
+    with both reasons. A path must lead to a regular file.
+
+    Raises
+    ------
+    UnsupportedModelError
+        Naming the path or the object: a missing, empty or special file (directory, FIFO,
+        device, socket), bytes that are neither TFLite nor ONNX, an object of another type.
+
+    Examples
+    --------
+    >>> from sparse_import.api import detect_framework
+    >>> from sparse_import.pipeline import demo_model
+    >>> detect_framework(demo_model("onnx")), detect_framework(demo_model("tflite"))
+    ('onnx', 'tflite')
     """
     if isinstance(model, SparseTensor):
         return "scipy"
@@ -38,14 +49,9 @@ def detect_framework(model: Any) -> str:
     if module.startswith("onnx"):
         return "onnx"
     if isinstance(model, (str, os.PathLike)):
-        path = Path(model)
-        if not path.exists():
-            raise UnsupportedModelError(f"model file {str(path)!r} does not exist")
-        with path.open("rb") as f:
-            head = f.read(8)
-        return "tflite" if head[4:8] == _TFLITE_MAGIC else "onnx"
+        return detect_bytes(_read_bytes(model), repr(os.fspath(model)))
     if isinstance(model, (bytes, bytearray, memoryview)):
-        return "tflite" if bytes(model[4:8]) == _TFLITE_MAGIC else "onnx"
+        return detect_bytes(bytes(model), f"{len(model)} bytes")
     raise UnsupportedModelError(
         f"cannot import a {type(model).__name__}: expected a .tflite or .onnx path, its bytes, "
         "a tflite.Model, an onnx.ModelProto, a SciPy sparse matrix or a SparseTensor"
@@ -58,15 +64,27 @@ def import_model(
     shape_dict: dict[str, Any] | None = None,
     dtype_dict: dict[str, str] | None = None,
 ) -> ImportedModel:
-    """Convert ``model`` with TVM's stock frontend, every sparse weight as a dense parameter."""
-    framework = detect_framework(model)
+    """Convert ``model`` with TVM's stock frontend, every sparse weight as a dense parameter.
+
+    A path is read once, through :func:`~sparse_import.detect.read_model_file`; the adapters
+    get its bytes (and, for ONNX, its directory for external data).
+    """
+    extra: dict[str, Any] = {}
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(os.fspath(model))
+        model = _read_bytes(path)
+        framework = detect_bytes(model, repr(str(path)))
+        if framework == "onnx":
+            extra["base_dir"] = path.parent
+    else:
+        framework = detect_framework(model)
     if framework == "tflite":
         from sparse_import.adapters import tflite as adapter
     elif framework == "onnx":
         from sparse_import.adapters import onnx as adapter
     else:
         from sparse_import.backend import single_layer as adapter
-    return adapter.import_model(model, shape_dict=shape_dict, dtype_dict=dtype_dict)
+    return adapter.import_model(model, shape_dict=shape_dict, dtype_dict=dtype_dict, **extra)
 
 
 def _check_mode(mode: str) -> None:

@@ -7,7 +7,9 @@ BUILTIN_WITHOUT_DEFAULT_DELEGATES``, so XNNPACK never runs), and onnxruntime wit
 and are imported only when an oracle is made.
 
 - :class:`TensorSpec`, :func:`random_inputs`: inputs of the right names, shapes and dtypes;
-- :func:`make_oracle` (:class:`LiteRTOracle`, :class:`OnnxRuntimeOracle`): run the model;
+- :func:`make_oracle`: the framework's runtime, which lives with the framework's adapter
+  (``sparse_import.adapters.tflite.oracle.LiteRTOracle``,
+  ``sparse_import.adapters.onnx.oracle.OnnxRuntimeOracle``);
 - :func:`tolerance`, :func:`compare`: the agreement rule per output.
 
 Examples
@@ -28,26 +30,29 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 __all__ = [
-    "LiteRTOracle",
-    "OnnxRuntimeOracle",
+    "TEST_EXTRA",
     "Oracle",
     "OutputCheck",
     "TensorSpec",
+    "check_input_names",
     "compare",
     "make_oracle",
+    "model_bytes",
     "random_inputs",
     "tolerance",
 ]
 
 FLOAT_RTOL = 1e-5
+QUANTIZED_STEPS = 0.0
+"""Quantization steps an output of a quantized chain may differ by (LiteRT's arithmetic)."""
 FLOAT16_RTOL = 1e-2
-_EXTRA = 'pip install "sparse-import[test]"'
+TEST_EXTRA = 'pip install "sparse-import[test]"'
+"""How to install the reference runtimes (the ``test`` extra)."""
 
 
 @dataclass(frozen=True)
@@ -62,9 +67,13 @@ class TensorSpec:
     dtype : str
         NumPy dtype name (``"float32"``, ``"int8"``, ...).
     scale : float or None
-        Quantization step of an integer tensor (``real = scale * (q - zero_point)``), ``None``
-        when the tensor is not quantized or the step is unknown.
+        Quantization step of an integer tensor (``real = scale * (q - zero_point)``); for a float
+        tensor, the step of the quantized tensor it was dequantized from (the float output of a
+        quantized chain); ``None`` when there is none or it is unknown.
     zero_point : int
+    max_steps : float
+        Quantization steps an output with a ``scale`` may differ by: 0 where the library computes
+        the oracle's integer arithmetic (LiteRT's), more where it is TVM's (onnxruntime's QDQ).
     """
 
     name: str
@@ -72,6 +81,7 @@ class TensorSpec:
     dtype: str
     scale: float | None = None
     zero_point: int = 0
+    max_steps: float = QUANTIZED_STEPS
 
 
 def random_inputs(
@@ -124,8 +134,8 @@ class OutputCheck:
         ``max |actual - expected|`` (in quantized units for integer outputs).
     rule : {"relative", "steps", "exact"}
         ``relative``: ``max |actual - expected| / max |expected|`` (floats); ``steps``:
-        quantization steps (quantized integers, one step is ``scale``); ``exact``: other
-        integers and booleans.
+        whole quantization steps (quantized integers, or the float output of a quantized chain
+        rounded to steps of ``scale``); ``exact``: other integers and booleans.
     error, limit : float
         The measured quantity of ``rule`` and its largest accepted value.
     ok : bool
@@ -148,20 +158,25 @@ class OutputCheck:
 def tolerance(spec: TensorSpec) -> tuple[str, float]:
     """The agreement rule for an output: ``(rule, limit)`` as in :class:`OutputCheck`.
 
-    float32/float64 agree within ``1e-5`` relative, float16 within ``1e-2``; a quantized output
-    within one quantization step; other integers and booleans exactly.
+    The output of a quantized chain (an integer tensor with a scale, or a float tensor
+    dequantized from one) agrees in whole quantization steps: ``spec.max_steps``, 0 for TFLite
+    models, whose integer arithmetic the library computes as LiteRT does, bit for bit. Other
+    float32/float64 outputs agree within ``1e-5`` relative, float16 within ``1e-2``; other
+    integers and booleans exactly.
 
     Examples
     --------
     >>> from sparse_import.verify import TensorSpec, tolerance
     >>> tolerance(TensorSpec("y", (1,), "int8", scale=0.05))
-    ('steps', 1.0)
+    ('steps', 0.0)
+    >>> tolerance(TensorSpec("y", (1,), "float32", scale=0.05))
+    ('steps', 0.0)
     """
     dtype = np.dtype(spec.dtype)
+    if dtype.kind in "iuf" and spec.scale:
+        return "steps", float(spec.max_steps)
     if dtype.kind == "f":
         return "relative", FLOAT16_RTOL if dtype.itemsize <= 2 else FLOAT_RTOL
-    if dtype.kind in "iu" and spec.scale:
-        return "steps", 1.0
     return "exact", 0.0
 
 
@@ -202,6 +217,8 @@ def _check(actual: np.ndarray, expected: np.ndarray, spec: TensorSpec) -> Output
     diff, magnitude = _max_abs_diff(actual, expected)
     if rule == "relative":
         error = diff / magnitude if magnitude > 0 else (0.0 if diff == 0 else np.inf)
+    elif rule == "steps" and expected.dtype.kind == "f":  # real values: steps of ``scale``
+        error = float(np.round(diff / spec.scale)) if np.isfinite(diff) else np.inf
     else:
         error = diff
     return OutputCheck(
@@ -239,174 +256,27 @@ class Oracle(Protocol):
         ...
 
 
-def _model_bytes(model: Any) -> bytes:
+def model_bytes(model: Any) -> bytes:
+    """The bytes of a model given as bytes, a path (a regular file) or a parsed protobuf."""
     if isinstance(model, (bytes, bytearray, memoryview)):
         return bytes(model)
     if isinstance(model, (str, os.PathLike)):
-        return Path(model).read_bytes()
+        from .detect import read_model_file
+
+        return read_model_file(model)
     if hasattr(model, "SerializeToString"):
         return model.SerializeToString()
     raise TypeError(f"cannot read a model from a {type(model).__name__}")
 
 
-class LiteRTOracle:
-    """LiteRT's interpreter with builtin kernels only (no XNNPACK or other delegate).
-
-    Parameters
-    ----------
-    model : path or bytes
-        A ``.tflite`` model.
-
-    Attributes
-    ----------
-    inputs, outputs : tuple of TensorSpec
-        As the model declares them (``scale`` from each tensor's quantization).
-    """
-
-    framework = "tflite"
-
-    def __init__(self, model: str | os.PathLike | bytes) -> None:
-        try:
-            from ai_edge_litert.interpreter import Interpreter, OpResolverType
-        except ImportError as exc:
-            raise ImportError(
-                f"running LiteRT needs the 'ai-edge-litert' package ({_EXTRA})"
-            ) from exc
-        self._interpreter = Interpreter(
-            model_content=_model_bytes(model),
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-        )
-        self._interpreter.allocate_tensors()
-        self.inputs = tuple(map(_litert_spec, self._interpreter.get_input_details()))
-        self.outputs = tuple(map(_litert_spec, self._interpreter.get_output_details()))
-
-    def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        """Run once; inputs whose shape differs from the declared one resize the model."""
-        it = self._interpreter
-        details = {d["name"]: d for d in it.get_input_details()}
-        _check_input_names(inputs, details)
-        resized = False
-        for name, value in inputs.items():
-            if tuple(details[name]["shape"]) != np.shape(value):
-                it.resize_tensor_input(details[name]["index"], list(np.shape(value)), strict=False)
-                resized = True
-        if resized:
-            it.allocate_tensors()
-        for name, value in inputs.items():
-            it.set_tensor(details[name]["index"], np.ascontiguousarray(value))
-        it.invoke()
-        return [it.get_tensor(d["index"]).copy() for d in it.get_output_details()]
-
-
-def _litert_spec(detail: Mapping[str, Any]) -> TensorSpec:
-    scale, zero_point = detail["quantization"]
-    return TensorSpec(
-        name=detail["name"],
-        shape=tuple(int(n) for n in detail["shape"]),
-        dtype=np.dtype(detail["dtype"]).name,
-        scale=float(scale) if scale else None,
-        zero_point=int(zero_point),
-    )
-
-
-def _check_input_names(inputs: Mapping[str, Any], declared: Mapping[str, Any]) -> None:
+def check_input_names(inputs: Mapping[str, Any], declared: Mapping[str, Any]) -> None:
+    """Refuse input names the model does not declare, listing the ones it does."""
     unknown = sorted(set(inputs) - set(declared))
     if unknown:
         raise ValueError(f"{unknown} are not inputs of the model ({', '.join(declared)})")
 
 
-# Where the output scale of a quantizing ONNX node is: input index of y_scale.
-_ONNX_OUTPUT_SCALE = {"QuantizeLinear": 1, "QLinearMatMul": 6, "QLinearConv": 6}
-_ORT_TYPES = {
-    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-    "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int16)": "int16",
-    "tensor(uint16)": "uint16", "tensor(int32)": "int32", "tensor(uint32)": "uint32",
-    "tensor(int64)": "int64", "tensor(uint64)": "uint64", "tensor(bool)": "bool",
-}  # fmt: skip
-
-
-class OnnxRuntimeOracle:
-    """onnxruntime on the CPU with every graph optimization off (``ORT_DISABLE_ALL``).
-
-    Parameters
-    ----------
-    model : path, bytes or onnx.ModelProto
-        A path is handed to onnxruntime as a path, so external data next to it is found.
-
-    Attributes
-    ----------
-    inputs, outputs : tuple of TensorSpec
-        As the model declares them; symbolic dimensions are 1. An integer output written by
-        ``QuantizeLinear``, ``QLinearMatMul`` or ``QLinearConv`` with a constant scalar
-        ``y_scale`` has that ``scale``.
-    """
-
-    framework = "onnx"
-
-    def __init__(self, model: str | os.PathLike | bytes | Any) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise ImportError(
-                f"running onnxruntime needs the 'onnxruntime' package ({_EXTRA})"
-            ) from exc
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        source = str(model) if isinstance(model, (str, os.PathLike)) else _model_bytes(model)
-        self._session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-        scales = _onnx_output_scales(model)
-        self.inputs = tuple(_ort_spec(arg, {}) for arg in self._session.get_inputs())
-        self.outputs = tuple(_ort_spec(arg, scales) for arg in self._session.get_outputs())
-
-    def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        """Run once on ``inputs`` (any size along symbolic dimensions)."""
-        _check_input_names(inputs, {spec.name: spec for spec in self.inputs})
-        return list(
-            self._session.run(None, {k: np.ascontiguousarray(v) for k, v in inputs.items()})
-        )
-
-
-def _ort_spec(arg: Any, scales: Mapping[str, tuple[float, int]]) -> TensorSpec:
-    shape = tuple(n if isinstance(n, int) and n >= 0 else 1 for n in arg.shape)
-    dtype = _ORT_TYPES.get(arg.type)
-    if dtype is None:
-        raise ValueError(f"onnxruntime tensor {arg.name!r} has unsupported type {arg.type}")
-    scale, zero_point = scales.get(arg.name, (None, 0))
-    return TensorSpec(arg.name, shape, dtype, scale, zero_point)
-
-
-def _onnx_output_scales(model: Any) -> dict[str, tuple[float, int]]:
-    """``output name -> (scale, zero_point)`` for graph outputs of quantizing nodes."""
-    import onnx
-    from onnx import numpy_helper
-
-    if isinstance(model, onnx.ModelProto):
-        proto = model
-    elif isinstance(model, (str, os.PathLike)):
-        proto = onnx.load_model(model, load_external_data=False)
-    else:
-        proto = onnx.load_model_from_string(_model_bytes(model))
-    graph = proto.graph
-    consts = {t.name: t for t in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            consts[node.output[0]] = node.attribute[0].t
-    outputs = {o.name for o in graph.output}
-    scales = {}
-    for node in graph.node:
-        index = _ONNX_OUTPUT_SCALE.get(node.op_type)
-        if index is None or node.output[0] not in outputs or len(node.input) <= index:
-            continue
-        scale = consts.get(node.input[index])
-        zero = consts.get(node.input[index + 1]) if len(node.input) > index + 1 else None
-        if scale is None or numpy_helper.to_array(scale).size != 1:
-            continue
-        zero_point = int(numpy_helper.to_array(zero).ravel()[0]) if zero is not None else 0
-        scales[node.output[0]] = (float(numpy_helper.to_array(scale).ravel()[0]), zero_point)
-    return scales
-
-
-def make_oracle(model: Any, framework: str | None = None) -> LiteRTOracle | OnnxRuntimeOracle:
+def make_oracle(model: Any, framework: str | None = None) -> Oracle:
     """The reference runtime for ``model``.
 
     Parameters
@@ -427,7 +297,26 @@ def make_oracle(model: Any, framework: str | None = None) -> LiteRTOracle | Onnx
 
     framework = framework or detect_framework(model)
     if framework == "tflite":
+        from sparse_import.adapters.tflite.oracle import LiteRTOracle
+
         return LiteRTOracle(model)
     if framework == "onnx":
+        from sparse_import.adapters.onnx.oracle import OnnxRuntimeOracle
+
         return OnnxRuntimeOracle(model)
     raise UnsupportedModelError(f"no reference runtime for a {framework} model")
+
+
+_MOVED = {
+    "LiteRTOracle": "sparse_import.adapters.tflite.oracle",
+    "OnnxRuntimeOracle": "sparse_import.adapters.onnx.oracle",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The oracles moved to their adapters; the old names still import from here."""
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,15 +8,23 @@ import zlib
 
 import numpy as np
 import pytest
+from sparse_import.adapters.onnx.oracle import OnnxRuntimeOracle
+from sparse_import.adapters.tflite.oracle import LiteRTOracle
 
 from sparse_import import SparseTensor
-from sparse_import._format import format_table, human_bytes
+from sparse_import._format import (
+    format_table,
+    human_bytes,
+    milliseconds,
+    one_line,
+    shape_text,
+    short_name,
+)
+from sparse_import.detect import tflite_header_problem
 from sparse_import.layouts import bsr_layout, coo_layout, csr_layout
 from sparse_import.pipeline import demo_model
 from sparse_import.spy import NONZERO, STORED_ZERO, png_bytes, spy_image, write_spy
 from sparse_import.verify import (
-    LiteRTOracle,
-    OnnxRuntimeOracle,
     TensorSpec,
     compare,
     make_oracle,
@@ -32,8 +40,9 @@ from sparse_import.verify import (
         (TensorSpec("y", (2,), "float32"), ("relative", 1e-5)),
         (TensorSpec("y", (2,), "float64"), ("relative", 1e-5)),
         (TensorSpec("y", (2,), "float16"), ("relative", 1e-2)),
-        (TensorSpec("y", (2,), "int8", scale=0.1, zero_point=3), ("steps", 1.0)),
-        (TensorSpec("y", (2,), "uint8", scale=0.5), ("steps", 1.0)),
+        (TensorSpec("y", (2,), "int8", scale=0.1, zero_point=3), ("steps", 0.0)),
+        (TensorSpec("y", (2,), "uint8", scale=0.5, max_steps=1.0), ("steps", 1.0)),
+        (TensorSpec("y", (2,), "float32", scale=0.5), ("steps", 0.0)),
         (TensorSpec("y", (2,), "int64"), ("exact", 0.0)),
         (TensorSpec("y", (2,), "bool"), ("exact", 0.0)),
     ],
@@ -68,13 +77,28 @@ def test_compare_float16_uses_its_looser_limit(rng):
     assert ok.ok and not bad.ok
 
 
-def test_compare_quantized_within_one_step():
-    spec = TensorSpec("q", (3,), "int8", scale=0.02, zero_point=-5)
+@pytest.mark.parametrize("max_steps", [0.0, 1.0])
+def test_compare_quantized_in_whole_steps(max_steps):
+    spec = TensorSpec("q", (3,), "int8", scale=0.02, zero_point=-5, max_steps=max_steps)
     expected = np.array([-128, 0, 127], dtype=np.int8)
+    (same,) = compare([expected.copy()], [expected], [spec])
     (one,) = compare([np.array([-127, 1, 126], np.int8)], [expected], [spec])
     (two,) = compare([np.array([-128, 2, 127], np.int8)], [expected], [spec])
-    assert one.ok and one.rule == "steps" and one.error == 1
+    assert same.ok and same.rule == "steps" and same.error == 0
+    assert one.error == 1 and one.ok == (max_steps >= 1)
     assert not two.ok and two.error == 2  # no int8 wrap-around: compared in int64
+
+
+def test_compare_float_output_of_a_quantized_chain_in_its_steps(rng):
+    spec = TensorSpec("y", (16,), "float32", scale=0.05)
+    expected = (rng.integers(-128, 128, 16) * 0.05).astype(np.float32)
+    near = expected + np.float32(0.2 * 0.05)  # float noise: rounds to 0 steps
+    step = expected.copy()
+    step[3] += np.float32(0.05)
+    (ok,) = compare([near], [expected], [spec])
+    (bad,) = compare([step], [expected], [spec])
+    assert ok.ok and ok.rule == "steps" and ok.error == 0
+    assert not bad.ok and bad.error == 1
 
 
 def test_compare_unquantized_integers_exactly():
@@ -281,3 +305,95 @@ def test_human_bytes():
 def test_format_table_aligns_columns():
     text = format_table(["a", "bb"], [["xxx", "1"], ["y", "22"]], "lr")
     assert text.splitlines() == ["a    bb", "---  --", "xxx   1", "y    22"]
+
+
+def test_short_name_and_one_line():
+    assert short_name("a;b;c") == "a"
+    long = "encoder/" + "x" * 50 + "/MatMul"
+    short = short_name(long, width=20)
+    assert len(short) == 20 and short.startswith("encoder/x") and short.endswith("/MatMul")
+    assert one_line("a\n\t b  c") == "a b c"
+    capped = one_line("z" * 1000, limit=400)
+    assert len(capped) == 400 and capped.endswith("…")
+    assert shape_text((1, 64)) == "1x64" and shape_text(()) == ""
+    assert (milliseconds(3.4e-5), milliseconds(2.5)) == ("0.034 ms", "2.50 s")
+
+
+# --------------------------------------------------------------------------- detection
+def _patched(data: bytes, offset: int, fmt: str, *values: int) -> bytes:
+    out = bytearray(data)
+    struct.pack_into(fmt, out, offset, *values)
+    return bytes(out)
+
+
+def _header_defects():
+    """One broken invariant of the TFLite header per case, each with its pinned reason."""
+    data = demo_model("tflite").read_bytes()
+    (root,) = struct.unpack_from("<I", data)
+    (back,) = struct.unpack_from("<i", data, root)
+    vtable = root - back
+    size = len(data)
+    return [
+        (data[:7], "no 'TFL3' file identifier"),
+        (data[:4] + b"TFL2" + data[8:], "no 'TFL3' file identifier"),
+        (_patched(data, 0, "<I", size), f"root table offset {size} does not fit the {size}-byte"),
+        (_patched(data, 0, "<I", 4), "root table offset 4 does not fit"),
+        (_patched(data, 0, "<I", root + 2), f"root table offset {root + 2} does not fit"),
+        (_patched(data, root, "<i", -size), "vtable of the root table at"),
+        (_patched(data, vtable, "<H", 2), "vtable of the root table declares 2 bytes"),
+        (_patched(data, vtable, "<H", 7), "vtable of the root table declares 7 bytes"),
+        (_patched(data, vtable + 2, "<H", 0), "root table declares 0 bytes"),
+        (_patched(data, vtable + 2, "<H", 65534), "root table declares 65534 bytes"),
+        (_patched(data, vtable + 8, "<H", 0), "the root table has no subgraphs"),
+        (_patched(data, vtable, "<H", 8), "the root table has no subgraphs"),
+    ]
+
+
+@pytest.mark.parametrize(("data", "reason"), _header_defects())
+def test_tflite_header_problem_names_each_invariant(data, reason):
+    assert reason in tflite_header_problem(data)
+
+
+def test_every_tflite_fixture_has_a_sound_header():
+    from pathlib import Path
+
+    fixtures = Path(__file__).parent / "fixtures" / "tflite"
+    files = [demo_model("tflite"), *fixtures.rglob("*.tflite")]
+    assert len(files) > 5
+    assert {str(f): tflite_header_problem(f.read_bytes()) for f in files} == {
+        str(f): None for f in files
+    }
+
+
+# --------------------------------------------------------------------------- oracle inputs
+def test_oracles_live_with_their_adapters_and_keep_their_old_names():
+    import sparse_import.verify as verify
+
+    assert verify.LiteRTOracle is LiteRTOracle and verify.OnnxRuntimeOracle is OnnxRuntimeOracle
+    assert LiteRTOracle.__module__ == "sparse_import.adapters.tflite.oracle"
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        verify.Nope  # noqa: B018
+
+
+def test_onnx_oracle_needs_no_value_for_initializers_declared_as_inputs(rng):
+    """An old model-zoo habit: every weight is also a graph input (an optional override)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = rng.standard_normal((4, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "zoo",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4]),
+            helper.make_tensor_value_info("w", TensorProto.FLOAT, [4, 3]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        initializer=[numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    oracle = make_oracle(model.SerializeToString(), "onnx")
+    assert [s.name for s in oracle.inputs] == ["x"]
+    x = random_inputs(oracle.inputs, 2)["x"]
+    np.testing.assert_allclose(oracle.run({"x": x})[0], x @ w, rtol=1e-5)
+    np.testing.assert_allclose(oracle.run({"x": x, "w": 2 * w})[0], x @ (2 * w), rtol=1e-5)

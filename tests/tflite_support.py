@@ -72,7 +72,8 @@ def assert_matches(
 ) -> list[float]:
     """Outputs of the oracle's shapes and dtypes, each within ``sparse_import.verify``'s rule.
 
-    Float outputs agree within 1e-5 of ``max |reference|``; quantized ones within one step.
+    Float outputs agree within 1e-5 of ``max |reference|``; outputs of a quantized chain
+    (integer, or float from a DEQUANTIZE) in 0 quantization steps.
     Returns each output's error under its rule.
     """
     assert [(o.shape, o.dtype) for o in outputs] == [(r.shape, r.dtype) for r in reference]
