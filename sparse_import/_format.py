@@ -24,6 +24,7 @@ from typing import TextIO
 __all__ = [
     "format_table",
     "human_bytes",
+    "latency_range",
     "milliseconds",
     "one_line",
     "progress",
@@ -62,6 +63,26 @@ def short_name(name: str, width: int = 36) -> str:
 def milliseconds(seconds: float) -> str:
     """``"0.034 ms"`` below a second, ``"1.25 s"`` above."""
     return f"{seconds * 1e3:.3f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def _latency_unit(seconds: float) -> tuple[float, str]:
+    if seconds < 1e-3:
+        return 1e6, "µs"
+    return (1e3, "ms") if seconds < 1 else (1.0, "s")
+
+
+def latency_range(low: float, high: float | None = None) -> str:
+    """A latency (or a range of two) with three significant digits, in the unit of the larger.
+
+    Examples
+    --------
+    >>> latency_range(1.53e-6), latency_range(0.0134, 0.0151), latency_range(0.5, 1.25)
+    ('1.53 µs', '13.4-15.1 ms', '0.5-1.25 s')
+    """
+    scale, unit = _latency_unit(max(low, high if high is not None else low))
+    if high is None:
+        return f"{low * scale:.3g} {unit}"
+    return f"{low * scale:.3g}-{high * scale:.3g} {unit}"
 
 
 def one_line(text: str, limit: int = 400) -> str:

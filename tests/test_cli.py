@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sparse_import.adapters.tflite import read_sparse_tensors
-from test_cli_units import decode_png
 
 import sparse_import
 from sparse_import import pipeline
@@ -208,15 +207,14 @@ def test_inspect_table(capsys):
 
 
 def test_inspect_spy_writes_the_sparsity_pattern(capsys, tmp_path):
-    """The picture of the CSR weight equals its nonzero mask (enlarged 2x), read back by PNG."""
+    """One PNG per weight, named after it, titled with its name and shape (tEXt chunk)."""
     code, out, _ = cli(capsys, "inspect", "--spy", tmp_path / "spy")
     assert code == 0
     files = sorted((tmp_path / "spy").glob("*.png"))
-    assert len(files) == 2 and all(f"wrote {f}" in out for f in files)
-    fc1 = next(t for t in read_sparse_tensors(demo_model("tflite").read_bytes()).values()
-               if "fc1" in t.name)  # fmt: skip
-    mask = np.where(fc1.to_dense() != 0, 0, 255).astype(np.uint8)
-    np.testing.assert_array_equal(decode_png(files[0].read_bytes()), np.kron(mask, np.ones((2, 2))))
+    assert [f.name for f in files] == ["demo_mlp_1_fc1_1_MatMul.png", "demo_mlp_1_fc2_1_MatMul.png"]
+    assert all(f"wrote {f}" in out for f in files)
+    assert b"tEXtTitle\x00demo_mlp_1/fc1_1/MatMul  128x64 " in files[0].read_bytes()
+    assert b"tEXtTitle\x00demo_mlp_1/fc2_1/MatMul  64x128 " in files[1].read_bytes()
 
 
 def test_inspect_onnx_demo_resolves_the_symbolic_batch(capsys):
@@ -293,9 +291,11 @@ def test_bench_compares_the_three_modes(capsys):
     rows = table_rows(out, "mode    kept")
     assert [r[0] for r in rows] == ["dense", "sparse", "auto"]
     assert rows[0][1:4] == ["0", "of", "2"] and rows[1][1:4] == ["2", "of", "2"]
-    assert rows[0][-1] == "1.00x" and all(r[-1].endswith("x") for r in rows)
+    assert rows[0][-1] == "1.00x"
+    assert all(r[-1].endswith("x") or r[-2:] == ["measurable", "difference"] for r in rows)
     for i, mode in enumerate(["dense", "sparse", "auto"], 1):
-        assert f"[{i}/3] {mode}: building and timing" in err
+        assert f"[{i}/3] {mode}: building" in err
+    assert "timing 3 modes in turns, 2 repeats" in err
 
 
 # --------------------------------------------------------------------------- errors

@@ -266,11 +266,27 @@ def test_png_rejects_non_images():
         png_bytes(np.zeros((2, 2, 3), np.uint8))
 
 
-def test_spy_small_matrix_is_enlarged(rng, tmp_path):
+def test_spy_small_matrix_is_enlarged(rng):
     dense = np.where(rng.random((20, 50)) < 0.2, rng.standard_normal((20, 50)), 0.0)
-    path = write_spy(SparseTensor.from_dense(dense, csr_layout(), name="w"), tmp_path / "w.png")
+    image = spy_image(SparseTensor.from_dense(dense, csr_layout(), name="w"))
     expected = np.kron(np.where(dense != 0, NONZERO, 255), np.ones((5, 5))).astype(np.uint8)
-    np.testing.assert_array_equal(decode_png(path.read_bytes()), expected)  # 256 // 50 == 5
+    np.testing.assert_array_equal(decode_png(png_bytes(image)), expected)  # 256 // 50 == 5
+
+
+def test_spy_image_rejects_non_positive_sides():
+    w = SparseTensor.from_dense(np.eye(3), csr_layout(), name="w")
+    with pytest.raises(ValueError, match="max_side=0 and min_side=256 must be positive"):
+        spy_image(w, max_side=0)
+
+
+def test_write_spy_draws_the_named_figure(rng, tmp_path):
+    """The file holds the titled figure (read back by its size and tEXt title)."""
+    dense = np.where(rng.random((20, 50)) < 0.2, 1.0, 0.0)
+    tensor = SparseTensor.from_dense(dense, csr_layout(), name="w")
+    path = write_spy(tensor, tmp_path / "w.png", "fc1/weight")
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"tEXtTitle\x00fc1/weight  20x50 float64" in data
 
 
 def test_spy_large_matrix_is_shrunk_by_block_max(rng):

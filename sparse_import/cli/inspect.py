@@ -100,17 +100,18 @@ def _lowering(row: dict[str, Any]) -> str:
 
 
 def _write_spies(loaded: LoadedModel, directory: Path) -> list[Path]:
-    from ..spy import write_spy
+    from ..spy import spy_filename, write_spy
 
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         reason = (exc.strerror or type(exc).__name__).lower()
         raise UsageError(f"argument --spy: cannot create {str(directory)!r}: {reason}") from None
-    paths = []
-    for i, weight in enumerate(loaded.imported.weights, 1):
-        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in weight.param)[:60]
-        paths.append(write_spy(weight.source, directory / f"{i:02d}_{stem}.png"))
+    paths: list[Path] = []
+    for weight in loaded.imported.weights:
+        name = weight.source.name or weight.tensor.name or weight.param
+        file = spy_filename(name, [p.name for p in paths])
+        paths.append(write_spy(weight.source, directory / file, name))
     return paths
 
 
