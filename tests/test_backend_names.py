@@ -14,6 +14,7 @@ import itertools
 
 import numpy as np
 import pytest
+from fuzz.onnx_proto import fixture_models
 from onnx import TensorProto, helper, numpy_helper
 
 import sparse_import
@@ -28,13 +29,7 @@ COLLIDING = [
     if chain or suffix
 ]
 KINDS = ("input", "dense_initializer", "sparse_weight")
-
-
-def _sparse(name: str, dense: np.ndarray):
-    rows, cols = np.nonzero(dense)
-    values = numpy_helper.from_array(dense[rows, cols].astype(np.float32), name)
-    indices = numpy_helper.from_array(np.stack([rows, cols], 1).astype(np.int64), "")
-    return helper.make_sparse_tensor(values, indices, list(dense.shape))
+sparse_proto = fixture_models().sparse_proto
 
 
 def _model(kind: str, other: str, rng: np.random.Generator):
@@ -47,7 +42,7 @@ def _model(kind: str, other: str, rng: np.random.Generator):
         helper.make_node("Add", ["p", "q"], ["pq"]),
     ]
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, N])]
-    initializers, sparse = [], [_sparse("a", a)]
+    initializers, sparse = [], [sparse_proto(a, "a")]
     feed = {"x": rng.standard_normal((2, N)).astype(np.float32)}
     if kind == "input":
         inputs.append(helper.make_tensor_value_info(other, TensorProto.FLOAT, [2, N]))
@@ -59,7 +54,7 @@ def _model(kind: str, other: str, rng: np.random.Generator):
         nodes.append(helper.make_node("Add", ["pq", other], ["y"]))
         extra = b[0]
     else:
-        sparse.append(_sparse(other, b))
+        sparse.append(sparse_proto(b, other))
         nodes.append(helper.make_node("MatMul", ["x", other], ["r"]))
         nodes.append(helper.make_node("Add", ["pq", "r"], ["y"]))
         extra = feed["x"] @ b

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from fuzz.onnx_proto import fixture_models
 from fuzz.outcomes import memory_cap
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -47,18 +48,7 @@ SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[Healt
 
 
 # --------------------------------------------------------------------------- builders
-def sparse_proto(dense: np.ndarray, name: str, *, linearized: bool = False):
-    """A ``SparseTensorProto`` holding the nonzeros of ``dense`` (any rank NumPy holds)."""
-    flat = np.flatnonzero(dense)
-    if linearized:
-        indices = flat
-    else:
-        indices = np.stack(np.unravel_index(flat, dense.shape), axis=1).reshape(-1, dense.ndim)
-    return helper.make_sparse_tensor(
-        numpy_helper.from_array(dense.ravel()[flat], name),
-        numpy_helper.from_array(indices.astype(np.int64)),
-        list(dense.shape),
-    )
+sparse_proto = fixture_models().sparse_proto
 
 
 def vi(name: str, elem: int = TensorProto.FLOAT, shape=None):

@@ -6,18 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fuzz.onnx_proto import fixture_models
 from .contract import assert_close
 
+sparse_proto = fixture_models().sparse_proto
+
 N = 8
-
-
-def _sparse(name: str, dense: np.ndarray):
-    from onnx import helper, numpy_helper
-
-    rows, cols = np.nonzero(dense)
-    values = numpy_helper.from_array(dense[rows, cols].astype(np.float32), name)
-    indices = numpy_helper.from_array(np.stack([rows, cols], 1).astype(np.int64), "")
-    return helper.make_sparse_tensor(values, indices, list(dense.shape))
 
 
 def _weight(seed: int) -> np.ndarray:
@@ -55,7 +49,7 @@ def _input_named_like_operand(suffix: str) -> None:
         helper.make_node("MatMul", ["x", "w"], ["p"]),
         helper.make_node("Add", ["p", other], ["y"]),
     ]
-    model = _graph(nodes, ["x", other], [_sparse("w", w)])
+    model = _graph(nodes, ["x", other], [sparse_proto(w, "w")])
     rng = np.random.default_rng(2)
     feed = {n: rng.standard_normal((2, N)).astype(np.float32) for n in ("x", other)}
     for mode in ("sparse", "auto"):
@@ -85,7 +79,7 @@ def _two_chains_next_to(other: str) -> None:
         helper.make_node("MatMul", ["x", other], ["r"]),
         helper.make_node("Sum", ["p", "q", "r"], ["y"]),
     ]
-    model = _graph(nodes, ["x"], [_sparse("a", a), _sparse(other, b)])
+    model = _graph(nodes, ["x"], [sparse_proto(a, "a"), sparse_proto(b, other)])
     x = np.random.default_rng(5).standard_normal((2, N)).astype(np.float32)
     got = _run(model, {"x": x}, "sparse")
     assert_close(got, x @ a + x @ a.T + x @ b, f"weight 'a' beside weight {other!r}")
@@ -112,7 +106,9 @@ def case_dense_initializer_named_like_operand(tmp: Path) -> None:
         helper.make_node("MatMul", ["x", "w"], ["p"]),
         helper.make_node("Add", ["p", "w.indices"], ["y"]),
     ]
-    model = _graph(nodes, ["x"], [_sparse("w", w)], [numpy_helper.from_array(bias, "w.indices")])
+    model = _graph(
+        nodes, ["x"], [sparse_proto(w, "w")], [numpy_helper.from_array(bias, "w.indices")]
+    )
     x = np.random.default_rng(7).standard_normal((2, N)).astype(np.float32)
     assert_close(_run(model, {"x": x}, "sparse"), x @ w + bias, "initializer 'w.indices'")
 
@@ -128,7 +124,7 @@ def case_weight_cast_to_bfloat16_stays_dense(tmp: Path) -> None:
         helper.make_node("Cast", ["wb"], ["wf"], to=TensorProto.FLOAT),
         helper.make_node("MatMul", ["x", "wf"], ["y"]),
     ]
-    model = _graph(nodes, ["x"], [_sparse("w", w)])
+    model = _graph(nodes, ["x"], [sparse_proto(w, "w")])
     x = np.random.default_rng(9).standard_normal((2, N)).astype(np.float32)
     dense = _run(model, {"x": x}, "dense")
     for mode in ("sparse", "auto"):

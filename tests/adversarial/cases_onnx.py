@@ -13,23 +13,14 @@ from typing import Any
 import numpy as np
 from onnx import AttributeProto, ModelProto, SparseTensorProto, TensorProto, helper, numpy_helper
 
+from ..fuzz.onnx_proto import fixture_models
 from .contract import assert_close, expect_error
 
 MiB = 1 << 20
 
 
 # --------------------------------------------------------------------------- builders
-def _sparse(dense: np.ndarray, name: str, *, linearized: bool = False) -> SparseTensorProto:
-    flat = np.flatnonzero(dense)
-    if linearized:
-        indices = flat
-    else:
-        indices = np.stack(np.unravel_index(flat, dense.shape), axis=1).reshape(-1, dense.ndim)
-    return helper.make_sparse_tensor(
-        numpy_helper.from_array(dense.ravel()[flat], name),
-        numpy_helper.from_array(indices.astype(np.int64)),
-        list(dense.shape),
-    )
+_sparse = fixture_models().sparse_proto
 
 
 def _vi(name: str, elem: int = TensorProto.FLOAT, shape: Any = None):
