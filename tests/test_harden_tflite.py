@@ -18,6 +18,8 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from fuzz.choice import RandomChooser
 from fuzz.tflite_model import (
+    densify_operator,
+    densify_twice,
     pack,
     pack_shared,
     rename_onto,
@@ -279,35 +281,6 @@ def test_offset_buffers_import_as_inline_ones(fixture):
 
 
 # ---------------------------------------------------------------------- malformed DENSIFY
-def _densify(model) -> int:
-    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
-    graph = model.subgraphs[0]
-    return next(
-        o
-        for o, op in enumerate(graph.operators)
-        if codes[op.opcodeIndex] == schema().BuiltinOperator.DENSIFY
-    )
-
-
-def _chain(model, sparse_output: bool) -> int:
-    """A DENSIFY of the first DENSIFY's output, read by the first one's consumers."""
-    graph = model.subgraphs[0]
-    o = _densify(model)
-    first = graph.operators[o]
-    out = int(first.outputs[0])
-    if sparse_output:
-        graph.tensors[out].sparsity = copy.deepcopy(graph.tensors[first.inputs[0]].sparsity)
-    again = copy.deepcopy(graph.tensors[out])
-    again.name, again.sparsity = b"densified/again", None
-    graph.tensors.append(again)
-    second = copy.deepcopy(first)
-    second.inputs, second.outputs = [out], [len(graph.tensors) - 1]
-    for op in graph.operators:
-        op.inputs = [len(graph.tensors) - 1 if i == out else i for i in op.inputs]
-    graph.operators.insert(o + 1, second)
-    return o + 1
-
-
 def _dense_constant_input(model) -> int:
     graph = model.subgraphs[0]
     constant = next(
@@ -315,27 +288,30 @@ def _dense_constant_input(model) -> int:
         for i, t in enumerate(graph.tensors)
         if t.sparsity is None and model.buffers[t.buffer].data is not None
     )
-    graph.operators[_densify(model)].inputs = [constant]
-    return _densify(model)
+    graph.operators[densify_operator(model)].inputs = [constant]
+    return densify_operator(model)
 
 
 def _graph_input(model) -> int:
     graph = model.subgraphs[0]
-    source = graph.tensors[graph.operators[_densify(model)].inputs[0]]
+    source = graph.tensors[graph.operators[densify_operator(model)].inputs[0]]
     graph.tensors[graph.inputs[0]].sparsity = copy.deepcopy(source.sparsity)
-    graph.operators[_densify(model)].inputs = [graph.inputs[0]]
-    return _densify(model)
+    graph.operators[densify_operator(model)].inputs = [graph.inputs[0]]
+    return densify_operator(model)
 
 
 def _two_inputs(model) -> int:
-    op = model.subgraphs[0].operators[_densify(model)]
+    op = model.subgraphs[0].operators[densify_operator(model)]
     op.inputs = [op.inputs[0], op.inputs[0]]
-    return _densify(model)
+    return densify_operator(model)
 
 
 DENSIFY_DEFECTS = {
-    "chain": (lambda m: _chain(m, False), "has no sparsity parameters"),
-    "chain of a sparse output": (lambda m: _chain(m, True), r"is the output of operator \d+"),
+    "chain": (lambda m: densify_twice(m, sparse_output=False), "has no sparsity parameters"),
+    "chain of a sparse output": (
+        lambda m: densify_twice(m, sparse_output=True),
+        r"is the output of operator \d+",
+    ),
     "dense constant": (_dense_constant_input, "has no sparsity parameters"),
     "graph input": (_graph_input, "is a graph input"),
     "two inputs": (_two_inputs, "expected one tensor each"),

@@ -247,31 +247,12 @@ def case_offset_buffers_import(tmp: Path) -> None:
 
 
 # --------------------------------------------------------------------- malformed DENSIFY
-def _densify_op(model) -> int:
-    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
-    densify = _tfl().schema().BuiltinOperator.DENSIFY
-    graph = model.subgraphs[0]
-    return next(o for o, op in enumerate(graph.operators) if codes[op.opcodeIndex] == densify)
-
-
 def _chain(fixture: str, sparse_output: bool) -> tuple[bytes, int, str]:
     t = _tfl()
     model = t.unpack(fixture)
-    graph = model.subgraphs[0]
-    o = _densify_op(model)
-    first = graph.operators[o]
-    out = int(first.outputs[0])
-    if sparse_output:
-        graph.tensors[out].sparsity = copy.deepcopy(graph.tensors[first.inputs[0]].sparsity)
-    again = copy.deepcopy(graph.tensors[out])
-    again.name, again.sparsity = b"again", None
-    graph.tensors.append(again)
-    second = copy.deepcopy(first)
-    second.inputs, second.outputs = [out], [len(graph.tensors) - 1]
-    for op in graph.operators:
-        op.inputs = [len(graph.tensors) - 1 if i == out else i for i in op.inputs]
-    graph.operators.insert(o + 1, second)
-    return t.pack(model), o + 1, _name(model, out)
+    out = int(model.subgraphs[0].operators[t.densify_operator(model)].outputs[0])
+    o = t.densify_twice(model, sparse_output=sparse_output)
+    return t.pack(model), o, _name(model, out)
 
 
 def case_densify_of_a_densify(tmp: Path) -> None:
@@ -290,7 +271,7 @@ def case_densify_of_a_dense_constant(tmp: Path) -> None:
     t = _tfl()
     model = t.unpack("handmade_csc_fc.tflite")
     graph = model.subgraphs[0]
-    o = _densify_op(model)
+    o = _tfl().densify_operator(model)
     bias = next(
         i
         for i, x in enumerate(graph.tensors)
@@ -305,7 +286,7 @@ def case_densify_of_a_graph_input(tmp: Path) -> None:
     t = _tfl()
     model = t.unpack("depthwise_densify.tflite")
     graph = model.subgraphs[0]
-    o = _densify_op(model)
+    o = _tfl().densify_operator(model)
     x = int(graph.inputs[0])
     graph.tensors[x].sparsity = copy.deepcopy(graph.tensors[graph.operators[o].inputs[0]].sparsity)
     graph.operators[o].inputs = [x]
@@ -316,7 +297,7 @@ def case_densify_of_a_graph_input(tmp: Path) -> None:
 def case_densify_with_two_inputs(tmp: Path) -> None:
     t = _tfl()
     model = t.unpack("transpose_conv_densify.tflite")
-    op = model.subgraphs[0].operators[_densify_op(model)]
+    op = model.subgraphs[0].operators[_tfl().densify_operator(model)]
     op.inputs = [op.inputs[0], op.inputs[0]]
     with expect_error(_errors()[0], "(DENSIFY) of subgraph 0", "expected one tensor each"):
         _import(t.pack(model))

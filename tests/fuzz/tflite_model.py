@@ -137,6 +137,35 @@ def type_name(code: int) -> str:
     return names.get(code, str(code))
 
 
+def densify_operator(model: Any) -> int:
+    """Index of the first DENSIFY operator of subgraph 0."""
+    densify = schema().BuiltinOperator.DENSIFY
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    operators = model.subgraphs[0].operators
+    return next(o for o, op in enumerate(operators) if codes[op.opcodeIndex] == densify)
+
+
+def densify_twice(model: Any, *, sparse_output: bool, name: bytes = b"densified/again") -> int:
+    """Insert a DENSIFY of the first DENSIFY's output (LiteRT refuses such a model); the first
+    one's consumers read the new output, a tensor named ``name``. With ``sparse_output`` the
+    first output also gets the input's sparsity parameters. Returns the new operator's index."""
+    graph = model.subgraphs[0]
+    o = densify_operator(model)
+    first = graph.operators[o]
+    out = int(first.outputs[0])
+    if sparse_output:
+        graph.tensors[out].sparsity = copy.deepcopy(graph.tensors[first.inputs[0]].sparsity)
+    again = copy.deepcopy(graph.tensors[out])
+    again.name, again.sparsity = name, None
+    graph.tensors.append(again)
+    second = copy.deepcopy(first)
+    second.inputs, second.outputs = [out], [len(graph.tensors) - 1]
+    for op in graph.operators:
+        op.inputs = [len(graph.tensors) - 1 if i == out else i for i in op.inputs]
+    graph.operators.insert(o + 1, second)
+    return o + 1
+
+
 def read_case(model: Any, index: int) -> Case:
     """The tensor's current content as an editable :class:`Case` (read with the library)."""
     return Case.of(read_sparse_tensors(pack(model))[index])
