@@ -19,8 +19,8 @@ import tvm
 from tvm import relay
 
 from benchmarks.common import format_table, machine
-from sparse_import.backend import build, cost, time_module
-from sparse_import.backend.kernels import SparseOperand, sparse_conv2d_expr
+from sparse_import.relay_backend import build, cost, time_module
+from sparse_import.relay_backend.kernels import SparseOperand, sparse_conv2d_expr
 
 SIZES = ((56, 64), (28, 128), (14, 256), (15, 64))  # (h = w, channels)
 

@@ -23,7 +23,7 @@ import tvm
 
 from benchmarks.common import block_sparse, element_sparse, format_table, machine
 from sparse_import import from_scipy
-from sparse_import.backend import build, lower, single_layer, time_module
+from sparse_import.relay_backend import build, lower, single_layer, time_module
 
 SHAPES = ((2048, 2048), (4096, 1024))
 DENSITIES = (0.5, 0.3, 0.1, 0.05, 0.02)

@@ -3,7 +3,7 @@
 Rows: a 2048x2048 fully connected layer at batch 1 (density 0.10 and 0.05, element-random;
 density 0.10 in 1x4 blocks), at batch 16 (density 0.10), and a 1024-2048-1024 two-layer MLP
 (ReLU between, 90% of each weight zero) at batch 1. Every module is built for the host CPU
-(``sparse_import.backend.target.host_target``); "TVM sparse" is the same ``nn.sparse_dense``
+(``sparse_import.kernels.target.host_target``); "TVM sparse" is the same ``nn.sparse_dense``
 module built with TVM 0.19's implementations only (``strategy.tvm_kernels``).
 
 All modules of all rows are timed in interleaved rounds (each round times every module once,
@@ -35,8 +35,8 @@ from tvm import relay
 from tvm.contrib import graph_executor
 
 from benchmarks.common import block_sparse, element_sparse, format_table, machine
-from sparse_import.backend import build, strategy
-from sparse_import.backend.kernels import SparseOperand, sparse_dense_expr
+from sparse_import.relay_backend import build, strategy
+from sparse_import.relay_backend.kernels import SparseOperand, sparse_dense_expr
 
 RESULTS = Path(__file__).parent / "results" / "kernels.txt"
 TARGETS = {"fc b1 d0.10": 3.0, "fc b1 d0.05": 5.0, "fc 1x4 d0.10": 4.0, "fc b16 d0.10": 2.0}

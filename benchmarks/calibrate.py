@@ -3,7 +3,7 @@
 Times ``nn.dense`` and ``nn.sparse_dense`` (CSR, CSR through TVM's sparse-left-hand-side kernel,
 BSR with several block shapes) for a grid of weight shapes, densities and batch sizes, prints
 one table, and writes the raw rows to JSON for ``benchmarks/fit_cost.py``, which fits the
-constants of ``sparse_import.backend.cost``.
+constants of ``sparse_import.planning.cost``.
 
 BSR rows use weights whose nonzeros fill whole tiles (no explicit zeros); the "refill" rows take
 an element-random (or 1x4-tiled) weight and re-block it, so their tiles hold explicit zeros:

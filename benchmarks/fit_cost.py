@@ -1,4 +1,4 @@
-"""Fit the constants of ``sparse_import.backend.cost`` to ``benchmarks/calibrate.py`` output.
+"""Fit the constants of ``sparse_import.planning.cost`` to ``benchmarks/calibrate.py`` output.
 
 Each kernel (dense, CSR, CSR through the sparse-left-hand-side kernel, BSR per block shape) and
 calibrated batch size gets the four constants of ``cost.KernelCost``, fitted by non-negative
@@ -22,7 +22,7 @@ from scipy.optimize import nnls
 
 from benchmarks.calibrate import DEFAULT_OUT
 from benchmarks.common import format_table
-from sparse_import.backend import cost
+from sparse_import.planning import cost
 
 COST_PY = Path(cost.__file__)
 
@@ -78,7 +78,7 @@ def fit(rows: list[dict]) -> dict[str, dict[int, cost.KernelCost]]:
 
 
 def predict(row: dict) -> float:
-    """``sparse_import.backend.cost``'s estimate for a measured row, in seconds."""
+    """``sparse_import.planning.cost``'s estimate for a measured row, in seconds."""
     block, batch = tuple(row["block"]), row["batch"]
     conv = _conv(row)
     if conv:
@@ -225,7 +225,7 @@ def main() -> None:
         import importlib
 
         importlib.reload(cost)
-    print("\nquality of the constants in sparse_import/backend/cost.py:")
+    print("\nquality of the constants in sparse_import/planning/cost.py:")
     print(quality(rows))
     print()
     print(regret(rows))

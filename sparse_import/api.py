@@ -9,9 +9,10 @@ from typing import Any
 from .detect import detect_bytes, read_model_file
 from .errors import UnsupportedModelError
 from .imported import ImportedModel
+from .planning.modes import MODES, check_mode
 from .tensor import SparseTensor
 
-MODES = ("dense", "sparse", "auto")
+__all__ = ["MODES", "detect_framework", "import_model", "inspect", "to_relay"]
 
 
 def _read_bytes(path: str | os.PathLike[str]) -> bytes:
@@ -64,7 +65,7 @@ def import_model(
     shape_dict: dict[str, Any] | None = None,
     dtype_dict: dict[str, str] | None = None,
 ) -> ImportedModel:
-    """Convert ``model`` with TVM's stock frontend, every sparse weight as a dense parameter.
+    """Convert ``model`` with TVM's stock frontend, every sparse weight as an unbound parameter.
 
     A path is read once, through :func:`~sparse_import.detect.read_model_file`; the adapters
     get its bytes (and, for ONNX, its directory for external data).
@@ -83,13 +84,12 @@ def import_model(
     elif framework == "onnx":
         from sparse_import.adapters import onnx as adapter
     else:
-        from sparse_import.backend import single_layer as adapter
-    return adapter.import_model(model, shape_dict=shape_dict, dtype_dict=dtype_dict, **extra)
-
-
-def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+        from sparse_import.relay_backend import single_layer as adapter
+    # Hand the model over without keeping a reference here: an adapter that parses file bytes
+    # into its own objects can then free them (a model as large as its sparse weights).
+    handed = [model]
+    del model
+    return adapter.import_model(handed.pop(), shape_dict=shape_dict, dtype_dict=dtype_dict, **extra)
 
 
 def to_relay(
@@ -130,8 +130,8 @@ def to_relay(
     >>> "nn.sparse_dense" in mod.astext()
     True
     """
-    _check_mode(mode)
-    from sparse_import import backend
+    check_mode(mode)
+    from sparse_import import relay_backend as backend
 
     imported = import_model(model, shape_dict=shape_dict, dtype_dict=dtype_dict)
     mod, params, _ = backend.lower(imported, mode=mode, batch_size=batch_size)
@@ -156,8 +156,8 @@ def inspect(
     >>> row["shape"], row["lowering"]
     ((64, 32), 'csr')
     """
-    _check_mode(mode)
-    from sparse_import import backend
+    check_mode(mode)
+    from sparse_import import relay_backend as backend
 
     imported = import_model(model, shape_dict=shape_dict, dtype_dict=dtype_dict)
     return backend.inspect_rows(imported, mode=mode, batch_size=batch_size)

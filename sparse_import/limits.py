@@ -2,9 +2,10 @@
 
 A sparse tensor declares its dense shape; a crafted file can declare an enormous one with a
 handful of stored values. Every :class:`~sparse_import.SparseTensor` checks its dense size against
-this limit when it is constructed, before anything of that size is allocated, and the adapters
-check the sum over all sparse tensors of one model (:func:`check_model_total`) before they
-densify any of them, so many tensors each under the limit cannot add up to a bomb either.
+this limit when it is constructed, before anything of that size is allocated. What one import
+really densifies (a weight lowered dense, a tensor a frontend needs as a constant) is charged to
+the model's :class:`DenseBudget` before it is allocated, so many tensors each under the limit
+cannot add up to a bomb either; a weight that stays compressed costs nothing there.
 
 The limit comes from, in order: :func:`set_dense_byte_limit`, the environment variable
 ``SPARSE_IMPORT_MAX_DENSE_BYTES``, the default of 4 GiB.
@@ -99,6 +100,63 @@ def check_model_total(tensors: Iterable[Any], model: str = "model") -> None:
             f"the dense byte limit of {limit} bytes (largest: {largest.name!r}, "
             f"{largest.dense_nbytes} bytes)"
         )
+
+
+class DenseBudget:
+    """The dense bytes one import has allocated for sparse tensors, against the limit.
+
+    An adapter and then the backend :meth:`charge` every sparse tensor before they densify it;
+    weights that stay compressed are never charged, so a model far larger than the limit in
+    dense form imports as long as what is densified stays under it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparse_import import SparseTensor, dense_byte_limit
+    >>> from sparse_import.layouts import csr_layout
+    >>> w = SparseTensor.from_dense(np.eye(64, dtype=np.float32), csr_layout(), name="w")
+    >>> budget = DenseBudget("model")
+    >>> budget.charge([w])
+    >>> budget.spent
+    16384
+    >>> with dense_byte_limit(20000):
+    ...     budget.charge([w])
+    Traceback (most recent call last):
+    ...
+    sparse_import.errors.DenseLimitError: model: its 2 densified sparse tensors need 32768 \
+bytes dense together, over the dense byte limit of 20000 bytes (largest: 'w', 16384 bytes)
+    """
+
+    def __init__(self, model: str = "model") -> None:
+        self.model = model
+        self.spent = 0
+        self.count = 0
+        self._largest: tuple[int, str | None] = (0, None)
+
+    def charge(self, tensors: Iterable[Any]) -> None:
+        """Account for densifying ``tensors`` (each once), all or none.
+
+        Raises
+        ------
+        DenseLimitError
+            When the bytes densified so far plus theirs pass the limit; nothing is charged.
+        """
+        tensors = list(tensors)
+        if not tensors:
+            return
+        limit = get_dense_byte_limit()
+        total = self.spent + sum(t.dense_nbytes for t in tensors)
+        largest = max(
+            [self._largest, *((t.dense_nbytes, t.name) for t in tensors)], key=lambda p: p[0]
+        )
+        count = self.count + len(tensors)
+        if total > limit:
+            raise DenseLimitError(
+                f"{self.model}: its {count} densified sparse tensors need {total} bytes dense "
+                f"together, over the dense byte limit of {limit} bytes (largest: "
+                f"{largest[1]!r}, {largest[0]} bytes)"
+            )
+        self.spent, self.count, self._largest = total, count, largest
 
 
 def check_dense_form(shape: Sequence[int], dtype: Any, label: str) -> None:

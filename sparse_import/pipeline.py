@@ -86,17 +86,22 @@ def relay_inputs(imported: ImportedModel) -> tuple[tuple[str, tuple[int | None, 
     """``(name, shape, dtype)`` of each runtime input of the module; ``None`` for a symbolic
     dimension.
 
-    Parameters (``imported.params``) are not inputs, and neither are inputs that the graph never
-    reads: old ONNX models declare every initializer as a graph input, and some declare inputs
-    nothing uses (``*__SHAPE``).
+    Parameters (``imported.params``) and sparse weights are not inputs, and neither are inputs
+    that the graph never reads: old ONNX models declare every initializer as a graph input, and
+    some declare inputs nothing uses (``*__SHAPE``).
     """
     from tvm import relay, tir
 
     main = imported.mod["main"]
     used = {var.name_hint for var in relay.analysis.free_vars(main.body)}
     found = []
+    weights = imported.weight_params
     for var in main.params:
-        if var.name_hint in imported.params or var.name_hint not in used:
+        if (
+            var.name_hint in imported.params
+            or var.name_hint in weights
+            or var.name_hint not in used
+        ):
             continue
         kind = var.type_annotation
         shape = tuple(None if isinstance(d, tir.Any) else int(d) for d in kind.shape)
@@ -195,7 +200,7 @@ class CompiledModel:
     ----------
     mode : {"dense", "sparse", "auto"}
     lib : tvm.runtime.Module
-        Factory module of ``relay.build`` (run with :func:`sparse_import.backend.build.run`).
+        Factory module of ``relay.build`` (run with :func:`sparse_import.relay_backend.build.run`).
     params_nbytes : int
         Bytes of every parameter of the lowered module (weights, biases, sparse index arrays).
     decisions : object
@@ -215,8 +220,8 @@ def compile_model(
     loaded: LoadedModel, mode: str, *, batch_size: int | None = None, target: str | None = None
 ) -> CompiledModel:
     """Lower ``loaded`` in ``mode`` and build it for ``target`` (default: this machine's CPU)."""
-    from .backend import lower
-    from .backend.build import build
+    from .relay_backend import lower
+    from .relay_backend.build import build
 
     start = time.perf_counter()
     mod, params, decisions = lower(loaded.imported, mode=mode, batch_size=batch_size)
@@ -240,7 +245,7 @@ def resolve_target(target: str | None = None) -> str:
     >>> resolve_target().startswith("llvm")
     True
     """
-    from .backend.target import resolve
+    from .kernels.target import resolve
 
     _check_cpu(target)
     return str(resolve(target)).replace(" -keys=cpu", "")
@@ -286,7 +291,7 @@ def runs_here(target: str) -> str | None:
     import tvm
     from tvm.target import codegen
 
-    from .backend.target import host_target
+    from .kernels.target import host_target
 
     parsed = tvm.target.Target(target)
     if parsed.kind.name != "llvm":

@@ -10,14 +10,15 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tvm import relay
 
 from sparse_import import SparseTensor, from_scipy
-from sparse_import.backend import build, inspect_rows, lower, run, single_layer
-from sparse_import.backend.build import _relay_build
-from sparse_import.backend.kernels import SparseOperand, sparse_dense_expr
-from sparse_import.backend.uses import op_name
 from sparse_import.errors import UnsupportedModelError
 from sparse_import.imported import ImportedModel, SparseWeight
 from sparse_import.layouts import coo_layout, dense_layout
 from sparse_import.levels import Level, LevelFormat
+from sparse_import.relay_backend import build, inspect_rows, lower, run, single_layer
+from sparse_import.relay_backend.build import _relay_build
+from sparse_import.relay_backend.compress import csr_bytes
+from sparse_import.relay_backend.kernels import SparseOperand, sparse_dense_expr
+from sparse_import.relay_backend.uses import op_name
 
 SEED = 20261123
 
@@ -98,11 +99,11 @@ def test_sparse_mode_keeps_only_compressed_params(layers, lowered, kind):
         ["nn.sparse_dense", "transpose"] if decision.sparse_lhs else ["nn.sparse_dense"]
     )
     assert sorted(params) == ["weight.data", "weight.indices", "weight.indptr"]
-    assert sum(v.numpy().nbytes for v in params.values()) < w.toarray().nbytes / 2
+    assert sum(np.asarray(v).nbytes for v in params.values()) < w.toarray().nbytes / 2
     expected = ("csr", None) if kind == "csr" else ("bsr", (1, 4))
     assert (decision.lowering, decision.block) == expected
     if kind == "bsr1x4":  # the model's own blocks, handed over as stored
-        np.testing.assert_array_equal(params["weight.data"].numpy(), w.data)
+        np.testing.assert_array_equal(np.asarray(params["weight.data"]), w.data)
 
 
 def test_dense_mode_keeps_the_dense_weight(layers, lowered):
@@ -231,12 +232,19 @@ def test_second_non_matmul_use_keeps_the_weight_dense(kn_weight):
         {"x": ((2, 48), "float32")},
         kn_weight,
     )
-    mod, params, (decision,) = lower(imported, mode="sparse")
-    assert decision.lowering == "dense"
-    assert decision.reason == "stays dense: read by sum (argument 0), which has no sparse kernel"
-    assert "nn.sparse_dense" not in _ops(mod)
     x = np.random.default_rng(SEED).standard_normal((2, 48)).astype(np.float32)
     w = kn_weight.to_dense()
+    why = "read by sum (argument 0), which has no sparse kernel"
+    mod, params, (decision,) = lower(imported, mode="auto")
+    assert decision.lowering == "dense" and decision.reason == f"stays dense: {why}"
+    assert "nn.sparse_dense" not in _ops(mod)
+    np.testing.assert_allclose(
+        _run(mod, params, {"x": x}), x @ w + w.sum(axis=0), rtol=1e-5, atol=1e-5
+    )
+    # compression first: one CSR copy, expanded at run time for both reads
+    mod, params, (decision,) = lower(imported, mode="sparse")
+    assert decision.lowering == "densify" and decision.reason.endswith(why)
+    assert _ops(mod).count("sparse_import.densify_csr") == 1 and "w" not in params
     np.testing.assert_allclose(
         _run(mod, params, {"x": x}), x @ w + w.sum(axis=0), rtol=1e-5, atol=1e-5
     )
@@ -285,11 +293,17 @@ def test_int8_weight_stays_dense_with_its_reason():
         tensor,
         consumer="FULLY_CONNECTED",
     )
-    mod, params, (decision,) = lower(imported, mode="sparse")
-    assert decision.lowering == "dense"
-    assert decision.reason == "stays dense: int8 weight: TVM has no sparse int8 kernel"
     x = np.random.default_rng(SEED).integers(-100, 100, (2, 32)).astype(np.int8)
     expected = x.astype(np.int32) @ dense.T.astype(np.int32)
+    mod, params, (decision,) = lower(imported, mode="auto")
+    assert decision.lowering == "dense"
+    assert decision.reason == "stays dense: int8 weight: TVM has no sparse int8 kernel"
+    np.testing.assert_array_equal(_run(mod, params, {"x": x}), expected)
+    mod, params, (decision,) = lower(imported, mode="sparse")
+    if csr_bytes(tensor) < tensor.dense_nbytes:
+        assert decision.lowering == "densify" and params["q.data"].dtype == np.int8
+    else:  # 1-byte values with 2-byte indices: CSR pays only below density 1/3
+        assert decision.lowering == "dense" and "no smaller than dense" in decision.reason
     np.testing.assert_array_equal(_run(mod, params, {"x": x}), expected)
 
 
@@ -384,9 +398,11 @@ def test_strided_convolution_stays_dense_with_its_reason():
         hwio,
         consumer="CONV_2D",
     )
-    _, _, (decision,) = lower(imported, mode="sparse")
+    _, _, (decision,) = lower(imported, mode="auto")
     assert decision.lowering == "dense"
     assert decision.reason.startswith("stays dense: nn.conv2d with strides (2, 2): ")
+    _, _, (decision,) = lower(imported, mode="sparse")
+    assert decision.lowering == "densify" and "nn.conv2d with strides (2, 2)" in decision.reason
 
 
 # ------------------------------------------------------------------ build helper

@@ -7,10 +7,10 @@ import pytest
 import scipy.sparse as sp
 
 from sparse_import import SparseTensor, from_scipy
-from sparse_import.backend import cost, matrix, roofline
-from sparse_import.backend.kernels import SparseOperand
 from sparse_import.layouts import bsr_layout, csc_layout, csr_layout
 from sparse_import.levels import Level, LevelFormat
+from sparse_import.planning import cost, matrix, roofline
+from sparse_import.relay_backend.kernels import SparseOperand
 
 
 def _dense(rng, shape, density):

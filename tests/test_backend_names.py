@@ -18,8 +18,8 @@ from fuzz.onnx_proto import fixture_models
 from onnx import TensorProto, helper, numpy_helper
 
 import sparse_import
-from sparse_import.backend.build import build, run
-from sparse_import.backend.names import NameTable
+from sparse_import.planning.names import NameTable
+from sparse_import.relay_backend.build import build, run
 
 N = 8  # weights are N x N so one weight can feed MatMul (x @ a) and Gemm (x @ a.T)
 SUFFIXES = ("", ".data", ".indices", ".indptr")

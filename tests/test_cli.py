@@ -27,7 +27,9 @@ from sparse_import.verify import compare, make_oracle, random_inputs
 HERE = Path(__file__).resolve().parent
 TFLITE = HERE / "fixtures" / "tflite"
 ERROR = "sparse-import: error: "
-build_module = importlib.import_module("sparse_import.backend.build")  # the package exports build()
+build_module = importlib.import_module(
+    "sparse_import.relay_backend.build"
+)  # the package exports build()
 
 
 def _onnx_fixtures():

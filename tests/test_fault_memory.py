@@ -180,13 +180,24 @@ def _many_sparse_weights(count: int, side: int) -> bytes:
 
 
 def test_many_tensors_each_under_the_limit_stay_bounded_together():
+    """16 weights of 1 MiB dense under a 1 MiB limit: the import densifies none of them; a
+    dense lowering is refused for their total before the first is allocated."""
+    from sparse_import.adapters.onnx import import_model
+
+    from sparse_import.relay_backend import lower
+
     side = 512  # 1 MiB of float32 each
     data = _many_sparse_weights(16, side)
     assert len(data) < 4096
     with dense_byte_limit(side * side * 4):
         top, error = peak(lambda: prepare_bytes(data))
+        assert error is None and top < side * side * 4, f"{top >> 20} MiB to prepare"
+        imported = import_model(data)
+        assert imported.budget.spent == 0
+        top, error = peak(lambda: lower(imported, "dense"))
     assert isinstance(error, DenseLimitError), f"{top >> 20} MiB densified from {len(data)} bytes"
-    assert top < 4 * side * side * 4
+    assert "its 16 densified sparse tensors need 16777216 bytes" in str(error)
+    assert top < side * side * 4
 
 
 def _varint(value: int) -> bytes:

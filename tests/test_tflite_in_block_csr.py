@@ -29,7 +29,7 @@ from sparse_import import (
     SparseTensor,
     UnsupportedSparsityError,
 )
-from sparse_import.backend.build import build, run
+from sparse_import.relay_backend.build import build, run
 
 D, C = LevelFormat.DENSE, LevelFormat.COMPRESSED
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

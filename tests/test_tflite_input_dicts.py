@@ -17,7 +17,8 @@ from sparse_import.adapters.tflite.oracle import LiteRTOracle
 from tflite_support import FIXTURES
 
 from sparse_import import UnsupportedModelError
-from sparse_import.backend.build import build, run
+from sparse_import.relay_backend import lower
+from sparse_import.relay_backend.build import build, run
 from sparse_import.verify import compare
 
 NAMES = sorted(p.name for p in FIXTURES.glob("*.tflite"))
@@ -62,6 +63,6 @@ def test_a_changed_batch_computes_what_litert_computes(batch):
     shape = (batch, *declared.dims[1:])
     imported = import_model(model, shape_dict={name: shape})
     inputs = {name: np.random.default_rng(batch).standard_normal(shape).astype(np.float32)}
-    lib = build(imported.mod, imported.params)
+    lib = build(*lower(imported, "dense")[:2])
     checks = compare(run(lib, inputs), oracle.run(inputs), oracle.outputs)
     assert all(c.ok for c in checks), checks

@@ -35,8 +35,8 @@ from tvm import relay
 
 import sparse_import
 from sparse_import.api import MODES
-from sparse_import.backend.build import build, run
 from sparse_import.errors import UnsupportedModelError
+from sparse_import.relay_backend.build import build, run
 from sparse_import.verify import LiteRTOracle, compare, random_inputs
 
 INT8 = FIXTURES / "int8"

@@ -24,7 +24,8 @@ from tflite_support import (
 )
 
 from sparse_import import LevelFormat
-from sparse_import.backend.build import build
+from sparse_import.relay_backend import lower
+from sparse_import.relay_backend.build import build
 
 ALL = sorted(manifest())
 
@@ -133,4 +134,4 @@ def test_values_stored_after_the_flatbuffer_are_read():
     for index, tensor in moved.items():
         np.testing.assert_array_equal(tensor.to_dense(), inline[index].to_dense())
     imported = import_model(model)
-    assert_matches_litert(model, build(imported.mod, imported.params), inputs_for(name, model))
+    assert_matches_litert(model, build(*lower(imported, "dense")[:2]), inputs_for(name, model))

@@ -16,8 +16,9 @@ from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from sparse_import.adapters.tflite import import_model
 
-from sparse_import.backend.build import build, run
 from sparse_import.imported import ImportedModel
+from sparse_import.relay_backend import lower
+from sparse_import.relay_backend.build import build, run
 from sparse_import.verify import LiteRTOracle, TensorSpec, compare, random_inputs
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures" / "tflite"
@@ -64,7 +65,7 @@ def litert_all_tensors(model: bytes, inputs: dict[str, np.ndarray]) -> Interpret
 def compiled_fixture(name: str) -> tuple[ImportedModel, tvm.runtime.Module]:
     """Each fixture imported and built once per test session."""
     imported = import_model(FIXTURES / name)
-    return imported, build(imported.mod, imported.params)
+    return imported, build(*lower(imported, "dense")[:2])
 
 
 def assert_matches(

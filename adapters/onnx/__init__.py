@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sparse_import.errors import UnsupportedModelError
-from sparse_import.imported import ImportedModel, SparseWeight
+from sparse_import.imported import DenseTensor, ImportedModel, SparseWeight
 from sparse_import.inputs import check_input_dicts
 
 from .inputs import declared_inputs
@@ -40,11 +40,13 @@ def import_model(
     dtype_dict: dict[str, str] | None = None,
     base_dir: str | Path | None = None,
 ) -> ImportedModel:
-    """Convert an ONNX model with sparse weights into a dense Relay module.
+    """Convert an ONNX model with sparse weights into Relay, its sparse weights unbound.
 
     Every sparse tensor is read into the IR and validated; sparse weights reach TVM as graph
-    inputs, so they become Relay parameters named like the ONNX tensor, with their dense values
-    in ``params``. TVM's stock frontend (``freeze_params=True``) converts the rest of the graph.
+    inputs, so they become Relay parameters named like the ONNX tensor, without values: nothing
+    of a weight's dense size is allocated here. TVM's stock frontend (``freeze_params=True``)
+    converts the rest of the graph; sparse tensors it needs as constants (shapes, subgraph
+    tensors) are densified into it and listed in ``constants``.
 
     Parameters
     ----------
@@ -90,14 +92,13 @@ def import_model(
     >>> imported = import_model(helper.make_model(graph))
     >>> [(w.param, w.consumer, w.tensor.nnz) for w in imported.weights]
     [('w', 'MatMul', 2)]
-    >>> imported.params["w"]
-    array([[1., 0.],
-           [0., 0.],
-           [0., 2.]], dtype=float32)
+    >>> "w" in imported.params  # unbound: the backend densifies it only if it lowers it dense
+    False
     """
     from tvm import relay
 
     proto, base, owned = load_model(model, base_dir)
+    del model  # file bytes, once parsed, are not needed (the caller keeps no reference)
     prepared = prepare(proto, base, owned=owned)
     check_input_dicts(
         shape_dict, dtype_dict, declared_inputs(prepared.input_types), prepared.weights
@@ -114,4 +115,5 @@ def import_model(
         SparseWeight(name, tensor, tensor, consumer)
         for name, (tensor, consumer) in prepared.weights.items()
     )
-    return ImportedModel(mod, {**params, **prepared.params}, weights, "onnx")
+    constants = tuple(DenseTensor(*entry) for entry in prepared.constants)
+    return ImportedModel(mod, dict(params), weights, "onnx", constants, prepared.budget)

@@ -6,15 +6,16 @@ sparse tensor is read into the IR and replaced:
 
 - a main-graph sparse tensor that is a *weight* (floating point, or the quantized input of a
   ``DequantizeLinear``) read by main-graph nodes only, each reading it as data
-  (:mod:`.weights`), becomes a graph input of the same name whose dense value is returned as a
-  parameter; TVM turns it into a Relay variable of that name;
+  (:mod:`.weights`), becomes a graph input of the same name and type; TVM turns it into a
+  Relay variable of that name, and nothing of its dense size is allocated here;
 - any other sparse tensor (one read as a ``Resize`` scale or a ``Reshape`` shape, say), and
   every sparse tensor inside a subgraph (``If``/``Loop`` bodies), becomes the equivalent dense
-  initializer or dense ``Constant``, written in place, which TVM folds into the module.
+  initializer or dense ``Constant``, written in place, which TVM folds into the module; its
+  dense bytes are charged to the model's :class:`~sparse_import.limits.DenseBudget` first.
 
 Before anything is read, the graphs are walked once, iteratively and to a bounded depth
 (:mod:`.graphs`), names a sparse tensor shares with another definition of its graph are
-refused, and the declared dense sizes are checked against the dense byte limit. External data
+refused, and each declared dense size is checked against the dense byte limit. External data
 (dense or sparse) is read here with :mod:`.external`'s checks, so TVM sees a self-contained
 model. A caller's ``ModelProto`` is copied once, and only when it needs rewriting; a model read
 from a path or bytes is rewritten in place. Every step is linear in the size of the model.
@@ -22,14 +23,11 @@ from a path or bytes is rewritten in place. Every step is linear in the size of 
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import numpy as np
+from typing import Any
 
 from sparse_import.detect import read_model_file
 from sparse_import.errors import (
@@ -38,15 +36,15 @@ from sparse_import.errors import (
     UnsupportedSparsityError,
     tensor_label,
 )
-from sparse_import.limits import check_model_total
+from sparse_import.limits import DenseBudget
 from sparse_import.tensor import SparseTensor
 
 from ._proto import onnx, type_name
 from .external import inline_external, uses_external_data
 from .graphs import check_sparse_names, node_label, sparse_value, subgraphs, walk
 from .inputs import InputType, declared_types
-from .sparse import MAX_RANK, from_onnx
-from .weights import check_transposes, is_weight
+from .sparse import from_onnx
+from .weights import check_transposes, not_weight_reason
 
 TENSOR, SPARSE_TENSOR, SPARSE_TENSORS = 4, 11, 12  # AttributeProto.AttributeType
 
@@ -58,10 +56,12 @@ class PreparedModel:
     Attributes
     ----------
     model : onnx.ModelProto
-    params : dict of str to ndarray
-        Dense value of every sparse weight turned into a graph input.
     weights : dict of str to (SparseTensor, str)
-        The same names -> the weight in the IR and the op type of its first consumer.
+        Every sparse weight turned into a graph input (by name) -> the weight in the IR and the
+        op type of its first consumer.
+    constants : list of (SparseTensor, str, str)
+        Every other sparse tensor, written as a dense constant: the tensor, its first
+        consumer and why it is no weight.
     inputs : list of str
         The model's own runtime inputs: graph inputs that are neither initializers (dense or
         sparse, which old exporters also list as inputs) nor weights.
@@ -70,8 +70,9 @@ class PreparedModel:
     """
 
     model: Any
-    params: dict[str, np.ndarray] = field(default_factory=dict)
     weights: dict[str, tuple[SparseTensor, str]] = field(default_factory=dict)
+    constants: list[tuple[SparseTensor, str, str]] = field(default_factory=list)
+    budget: DenseBudget = field(default_factory=lambda: DenseBudget("ONNX model"))
     inputs: list[str] = field(default_factory=list)
     input_types: dict[str, InputType] = field(default_factory=dict)
 
@@ -97,6 +98,7 @@ def load_model(model: Any, base_dir: str | Path | None = None) -> tuple[Any, Pat
         base = path.parent if base_dir is None else Path(base_dir)
     elif isinstance(model, (bytes, bytearray, memoryview)):
         data, base = bytes(model), None if base_dir is None else Path(base_dir)
+        del model
     else:
         raise UnsupportedModelError(
             f"model must be a path, bytes or an onnx.ModelProto, not {type(model).__name__}"
@@ -125,33 +127,6 @@ def _dense_tensors(graphs: Sequence[Any]) -> Iterator[tuple[Any, str]]:
                     yield attr.t, label
                 for tensor in attr.tensors:
                     yield tensor, label
-
-
-class _Declared(NamedTuple):
-    """A sparse tensor's name and dense size as its proto declares them (nothing read)."""
-
-    name: str
-    dense_nbytes: int
-
-
-def _declared(graphs: Sequence[Any]) -> Iterator[_Declared]:
-    """Every sparse tensor of the graphs, sized from dims and value type."""
-    to_dtype = onnx().helper.tensor_dtype_to_np_dtype
-    for g in graphs:
-        protos = [(t.values.name, t) for t in g.sparse_initializer]
-        protos += [
-            (n.output[0] if n.output else "", a.sparse_tensor)
-            for n in g.node
-            if (a := sparse_value(n)) is not None
-        ]
-        for name, proto in protos:
-            if len(proto.dims) > MAX_RANK:
-                continue  # refused by its own reading; a product of huge dims is slow
-            try:
-                itemsize = np.dtype(to_dtype(proto.values.data_type)).itemsize
-            except (KeyError, TypeError, ValueError):
-                itemsize = 1  # the tensor's own reading names the bad type
-            yield _Declared(name, math.prod(max(int(d), 0) for d in proto.dims) * itemsize)
 
 
 def _check_sparse_attributes(graphs: Sequence[Any]) -> bool:
@@ -207,9 +182,11 @@ def _ranks(graph) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------- rewriting
-def _write_dense(proto, tensor: SparseTensor, name: str) -> None:
+def _write_dense(proto, tensor: SparseTensor, name: str, budget: DenseBudget) -> None:
     """Fill ``proto``, a ``TensorProto`` already in its place in the model, with the dense
-    form of ``tensor``, holding at most one transient copy next to the proto's own bytes."""
+    form of ``tensor``, holding at most one transient copy next to the proto's own bytes;
+    charged to ``budget`` before anything is allocated."""
+    budget.charge([tensor])
     dense = tensor.to_dense()
     proto.name = name
     proto.data_type = onnx().helper.np_dtype_to_tensor_dtype(dense.dtype)
@@ -219,7 +196,7 @@ def _write_dense(proto, tensor: SparseTensor, name: str) -> None:
     proto.raw_data = data
 
 
-def _replace_sparse_value(node, attr, tensor: SparseTensor) -> None:
+def _replace_sparse_value(node, attr, tensor: SparseTensor, budget: DenseBudget) -> None:
     name = attr.name
     for k, a in enumerate(node.attribute):
         if a.name == name:
@@ -227,7 +204,7 @@ def _replace_sparse_value(node, attr, tensor: SparseTensor) -> None:
             break
     dense = node.attribute.add()
     dense.name, dense.type = "value", TENSOR
-    _write_dense(dense.t, tensor, node.output[0])
+    _write_dense(dense.t, tensor, node.output[0], budget)
 
 
 def _initializer_tensor(graph, k: int, base_dir) -> SparseTensor:
@@ -245,16 +222,28 @@ def _constant_tensor(node, attr, base_dir) -> SparseTensor:
     return from_onnx(attr.sparse_tensor, name=node.output[0], base_dir=base_dir)
 
 
-def _densify(graph, base_dir) -> None:
+_IN_SUBGRAPH = "inside a subgraph, which TVM's ONNX frontend converts with constants only"
+
+
+def _densify(graph, base_dir, prepared: PreparedModel) -> None:
     """Replace the sparse tensors of one graph (not its subgraphs) by dense ones."""
+    uses = _uses(graph)
     for k in range(len(graph.sparse_initializer)):
         tensor = _initializer_tensor(graph, k, base_dir)
-        _write_dense(graph.initializer.add(), tensor, tensor.name)
+        _write_dense(graph.initializer.add(), tensor, tensor.name, prepared.budget)
+        prepared.constants.append((tensor, _first(uses, tensor.name), _IN_SUBGRAPH))
     del graph.sparse_initializer[:]
     for node in graph.node:
         attr = sparse_value(node)
         if attr is not None:
-            _replace_sparse_value(node, attr, _constant_tensor(node, attr, base_dir))
+            tensor = _constant_tensor(node, attr, base_dir)
+            _replace_sparse_value(node, attr, tensor, prepared.budget)
+            prepared.constants.append((tensor, _first(uses, tensor.name), _IN_SUBGRAPH))
+
+
+def _first(uses: dict[str, list[tuple[str, int]]], name: str) -> str:
+    """The op type of the first node reading ``name``, ``"-"`` when none does."""
+    return uses[name][0][0] if uses.get(name) else "-"
 
 
 def _declare_input(graph, declared: dict[str, Any], tensor: SparseTensor) -> None:
@@ -314,10 +303,9 @@ def prepare(model, base_dir: str | Path | None = None, *, owned: bool = False) -
     graphs = walk(graph)
     _check_no_sparse_io(graph)
     has_sparse = _check_sparse_attributes(graphs)
-    if has_sparse:  # before any tensor is read or densified
+    if has_sparse:  # before any tensor is read
         for g in graphs:
             check_sparse_names(g)
-        check_model_total(_declared(graphs), model="ONNX model")
     for g in graphs:
         check_transposes(g, _ranks(g))
     external = [(t, label) for t, label in _dense_tensors(graphs) if uses_external_data(t)]
@@ -332,7 +320,7 @@ def prepare(model, base_dir: str | Path | None = None, *, owned: bool = False) -
     if has_sparse:
         _rewrite_main_graph(graph, base_dir, prepared)
         for sub in graphs[1:]:
-            _densify(sub, base_dir)
+            _densify(sub, base_dir, prepared)
     initialized = {t.name for t in graph.initializer}
     prepared.inputs = [
         vi.name
@@ -373,26 +361,33 @@ def _drop_nodes(graph, dropped: set[int]) -> None:
 
 
 def _rewrite_main_graph(graph, base_dir, prepared: PreparedModel) -> None:
-    uses = _uses(graph)
+    all_uses = _uses(graph)
+    uses = dict(all_uses)
     # TVM 0.19's If converter loses graph inputs read by both branches (KeyError): a tensor
     # read inside a subgraph stays a constant.
-    for name in _read_in_subgraphs(graph):
+    in_subgraphs = _read_in_subgraphs(graph)
+    for name in in_subgraphs:
         uses.pop(name, None)
     declared = {vi.name: vi for vi in graph.input}
 
     def take(tensor: SparseTensor) -> bool:
-        """Record a weight; return False when the tensor must stay a constant instead."""
-        if not is_weight(tensor.dtype, uses.get(tensor.name, [])):
+        """Record a weight; return False (and why) when the tensor must stay a constant."""
+        reason = (
+            "read " + _IN_SUBGRAPH
+            if tensor.name in in_subgraphs
+            else not_weight_reason(tensor.dtype, uses.get(tensor.name, []))
+        )
+        if reason is not None:
+            prepared.constants.append((tensor, _first(all_uses, tensor.name), reason))
             return False
         _declare_input(graph, declared, tensor)
-        prepared.params[tensor.name] = tensor.to_dense()
         prepared.weights[tensor.name] = (tensor, uses[tensor.name][0][0])
         return True
 
     for k in range(len(graph.sparse_initializer)):
         tensor = _initializer_tensor(graph, k, base_dir)
         if not take(tensor):
-            _write_dense(graph.initializer.add(), tensor, tensor.name)
+            _write_dense(graph.initializer.add(), tensor, tensor.name, prepared.budget)
     del graph.sparse_initializer[:]
 
     taken = set()
@@ -403,6 +398,6 @@ def _rewrite_main_graph(graph, base_dir, prepared: PreparedModel) -> None:
             if take(tensor):
                 taken.add(k)
             else:
-                _replace_sparse_value(node, attr, tensor)
+                _replace_sparse_value(node, attr, tensor, prepared.budget)
     if taken:
         _drop_nodes(graph, taken)

@@ -93,9 +93,28 @@ def is_weight(dtype: np.dtype, uses: list[Use]) -> bool:
     >>> is_weight(np.dtype(np.int8), [("DequantizeLinear", 0)])
     True
     """
-    if not uses or not all(reads_as_data(use) for use in uses):
-        return False
-    return dtype.kind == "f" or ("DequantizeLinear", 0) in uses
+    return not_weight_reason(dtype, uses) is None
+
+
+def not_weight_reason(dtype: np.dtype, uses: list[Use]) -> str | None:
+    """Why a sparse tensor of ``dtype`` read by ``uses`` must be a constant, ``None`` for a weight.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> not_weight_reason(np.dtype(np.float32), [("Reshape", 1)])
+    "read by Reshape as input 1, which TVM's ONNX frontend needs as a constant"
+    """
+    if not uses:
+        return "not read by a node of the main graph (only inside a subgraph, or not at all)"
+    for op_type, index in uses:
+        if not reads_as_data((op_type, index)):
+            return (
+                f"read by {op_type} as input {index}, which TVM's ONNX frontend needs as a constant"
+            )
+    if dtype.kind != "f" and ("DequantizeLinear", 0) not in uses:
+        return f"{dtype} tensor not read by DequantizeLinear: a constant, not a weight"
+    return None
 
 
 def check_transposes(graph, ranks: dict[str, int]) -> None:

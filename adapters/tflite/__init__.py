@@ -15,7 +15,6 @@ from typing import Any
 
 from sparse_import.imported import ImportedModel
 from sparse_import.inputs import check_input_dicts
-from sparse_import.limits import check_model_total
 
 from .graph import check_graph, declared_inputs
 from .loader import load_model
@@ -37,10 +36,12 @@ def import_model(
     shape_dict: Mapping[str, Any] | None = None,
     dtype_dict: Mapping[str, str] | None = None,
 ) -> ImportedModel:
-    """Convert a TFLite model with sparse weights into a dense Relay module.
+    """Convert a TFLite model with sparse weights into Relay, its sparse weights unbound.
 
-    TVM's own TFLite frontend converts the graph; every sparse tensor reaches it as its exact
-    dense form, decoded from the IR, and comes back listed in ``weights``.
+    TVM's own TFLite frontend converts the graph. A sparse weight reaches it as a shape-correct
+    stand-in and comes back listed in ``weights`` as a parameter without a value; a sparse
+    tensor the frontend needs the values of (a depthwise kernel it reshapes, a shape) reaches it
+    as its exact dense form, decoded from the IR once and charged to the dense byte budget.
 
     Parameters
     ----------
@@ -84,7 +85,6 @@ def import_model(
     check_graph(checked_model)
     check_input_dicts(shape_dict, dtype_dict, declared_inputs(checked_model))
     sparse = sparse_tensors(checked_model)
-    check_model_total(sparse.values(), model="TFLite model")  # before anything is densified
     from .converter import convert
 
     return convert(checked_model, sparse, shape_dict=shape_dict, dtype_dict=dtype_dict)

@@ -3,7 +3,12 @@
 :class:`SparseOperatorConverter` subclasses TVM's ``OperatorConverter`` and overrides only what
 sparse weights need; every other operator is converted by TVM:
 
-- ``get_tensor_value`` serves the dense form of a sparse tensor, decoded from the IR;
+- ``get_tensor_value`` serves a sparse tensor as a shape-correct *stand-in* (a read-only array
+  over a few kilobytes, :func:`stand_in`) where TVM only transposes the value before making it a
+  parameter (float ``FULLY_CONNECTED``, ``CONV_2D``, ``TRANSPOSE_CONV``, and any tensor read as
+  an expression); elsewhere (shape-like inputs, depthwise kernels that TVM reshapes, weights
+  whose values :mod:`.hybrid` reads) the dense form, decoded once per tensor and charged to the
+  model's dense byte budget;
 - ``DENSIFY`` becomes an alias of its input (no Relay op), as does ``DEQUANTIZE`` of a float16
   weight (the alias is cast to float32, exactly as TFLite dequantizes float16);
 - a densified tensor that an operator reads as an expression, or that is a model output, becomes
@@ -13,9 +18,11 @@ sparse weights need; every other operator is converted by TVM:
 - int8 ``FULLY_CONNECTED``, ``CONV_2D`` and ``DEPTHWISE_CONV_2D`` compute LiteRT's integer
   arithmetic bit for bit (:mod:`.quantized`), where TVM's ``qnn.requantize`` rounds otherwise.
 
-Every dense array handed to TVM is remembered; after conversion each Relay parameter that is one
-of them, or a transposed view of one, becomes a :class:`~sparse_import.imported.SparseWeight`
-whose IR tensor is transformed the same way (:func:`match_view`).
+Every array handed to TVM is remembered; after conversion each Relay parameter that is one of
+them, or a transposed view of one, becomes a :class:`~sparse_import.imported.SparseWeight` whose
+IR tensor is transformed the same way (:func:`match_view`). Stand-ins are then taken out of the
+params, so TVM never copies them: the backend binds a weight's dense value only if it lowers it
+dense.
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ from sparse_import.errors import (
     UnsupportedModelError,
     UnsupportedSparsityError,
 )
-from sparse_import.imported import ImportedModel, SparseWeight
+from sparse_import.imported import DenseTensor, ImportedModel, SparseWeight
+from sparse_import.limits import DenseBudget
 from sparse_import.tensor import SparseTensor
 
 from . import hybrid, quantized
@@ -45,6 +53,9 @@ OWN_ERRORS = (SparseFormatError, UnsupportedSparsityError, UnsupportedModelError
 # Operators whose float-activation, int8-weight ("dynamic range") form is converted here.
 HYBRID_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"})
 OUTPUT = "OUTPUT"  # consumer of a sparse tensor that is itself a model output
+# Operators whose TVM converter only transposes a float weight's value before making it a
+# parameter: a stand-in is safe there.
+STAND_IN_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "TRANSPOSE_CONV"})
 
 
 @dataclass(frozen=True)
@@ -57,11 +68,34 @@ class _Dense:
 
 @dataclass(frozen=True)
 class _Handout:
-    """One dense array given to TVM: for which tensor and which consuming operator."""
+    """One array given to TVM: for which tensor and which consuming operator; a stand-in's
+    values are not the tensor's."""
 
     array: np.ndarray
     dense: _Dense
     consumer: str
+    stand_in: bool
+
+
+def stand_in(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A read-only array of ``shape`` and ``dtype`` over a few kilobytes of zeros.
+
+    Axis ``a`` has stride ``(a + 1) * itemsize``: distinct per axis, so a transposed view still
+    tells which axis went where (:func:`match_view`), and every element addressed lies inside
+    the buffer. Its values are zeros, never the tensor's.
+
+    Examples
+    --------
+    >>> a = stand_in((4096, 4096), np.dtype(np.float32))
+    >>> a.shape, a.strides, a.flags.writeable
+    ((4096, 4096), (4, 8), False)
+    """
+    itemsize = dtype.itemsize
+    strides = tuple((a + 1) * itemsize for a in range(len(shape)))
+    span = sum((n - 1) * st for n, st in zip(shape, strides, strict=True)) if all(shape) else 0
+    buffer = np.zeros(span // itemsize + 1, dtype)
+    view = np.lib.stride_tricks.as_strided(buffer, shape, strides, writeable=False)
+    return view
 
 
 class SparseOperatorConverter(OperatorConverter):
@@ -73,15 +107,27 @@ class SparseOperatorConverter(OperatorConverter):
         As TVM's ``from_tflite`` passes them.
     sparse : mapping of int to SparseTensor
         The sparse tensors of ``subgraph`` by tensor index (see ``read_sparse_tensors``).
+    budget : DenseBudget
+        Charged for every tensor densified here.
     """
 
     def __init__(
-        self, model: Any, subgraph: Any, exp_tab: Any, sparse: Mapping[int, SparseTensor]
+        self,
+        model: Any,
+        subgraph: Any,
+        exp_tab: Any,
+        sparse: Mapping[int, SparseTensor],
+        budget: DenseBudget,
     ) -> None:
         super().__init__(model, subgraph, exp_tab)
         self.dense: dict[int, _Dense] = {i: _Dense(t, t) for i, t in sparse.items()}
         self.handouts: dict[int, _Handout] = {}  # by id() of the array's memory owner
+        self.budget = budget
+        self.weights: tuple[SparseWeight, ...] = ()
+        self.constants: tuple[DenseTensor, ...] = ()
+        self._decoded: dict[int, np.ndarray] = {}  # by id() of the _Dense entry
         self._constants: dict[int, relay.Expr] = {}
+        self._reading_expression = False
         self._consumer = OUTPUT
         self.convert_map = {code: self._tracked(code, fn) for code, fn in self.convert_map.items()}
 
@@ -94,16 +140,25 @@ class SparseOperatorConverter(OperatorConverter):
 
     # ------------------------------------------------------------ values and expressions
     def get_tensor_value(self, tensor_wrapper: Any, is_sparse: bool = False) -> np.ndarray:
-        """The tensor's constant value; the exact dense form for a sparse or densified tensor."""
+        """The tensor's constant value; for a sparse or densified tensor a stand-in where TVM
+        only makes it a parameter, else its exact dense form (decoded once per tensor)."""
         entry = self.dense.get(tensor_wrapper.tensor_idx)
         if entry is None:  # a buffer after the flatbuffer is read from its offset
             return super().get_tensor_value(with_buffer_data(self.model, tensor_wrapper), is_sparse)
-        array = entry.tensor.to_dense()
-        owner = _owner(array)
-        if not owner.flags.owndata or id(owner) in self.handouts:
-            array = array.copy()  # every hand-out owns its memory, so params map back to it
-            owner = array
-        self.handouts[id(owner)] = _Handout(array, entry, self._consumer)
+        if self._reading_expression or (
+            self._consumer in STAND_IN_OPS and entry.tensor.dtype.kind == "f"
+        ):
+            array = stand_in(entry.tensor.shape, entry.tensor.dtype)
+            self.handouts[id(_owner(array))] = _Handout(array, entry, self._consumer, True)
+            return array
+        array = self._decoded.get(id(entry))
+        if array is None:
+            self.budget.charge([entry.tensor])
+            array = entry.tensor.to_dense()
+            if not _owner(array).flags.owndata:
+                array = array.copy()  # a hand-out owns its memory, so params map back to it
+            self._decoded[id(entry)] = array
+            self.handouts[id(_owner(array))] = _Handout(array, entry, self._consumer, False)
         return array
 
     def get_expr(self, input_tensor_idx: int) -> relay.Expr:
@@ -120,7 +175,11 @@ class SparseOperatorConverter(OperatorConverter):
         """One parameter per densified tensor read as an expression."""
         if index not in self._constants:
             (wrapper,) = self.get_tensors([index])
-            value = self.get_tensor_value(wrapper)
+            self._reading_expression = True
+            try:
+                value = self.get_tensor_value(wrapper)
+            finally:
+                self._reading_expression = False
             self._constants[index] = self.exp_tab.new_const(
                 value, dtype=str(value.dtype), source_name=wrapper.tensor.Name()
             )
@@ -132,6 +191,51 @@ class SparseOperatorConverter(OperatorConverter):
         for index in self.subgraph.OutputsAsNumpy():
             if index in self.dense and not self.has_expr(index):
                 self.exp_tab.set_expr(tensor_name(self.subgraph, index), self._constant(index))
+        self._collect()
+
+    # ------------------------------------------------------------ results
+    def _collect(self) -> None:
+        """List every parameter that holds a sparse tensor (or a transposed view) as a weight,
+        take stand-ins out of the params, and list tensors densified for anything else."""
+        weights, mapped = [], set()
+        for param, value in list(self.exp_tab.params.items()):
+            if not isinstance(value, np.ndarray):
+                continue
+            handout = self.handouts.get(id(_owner(value)))
+            if handout is None:
+                continue
+            perm = match_view(value, handout.array)
+            if perm is None:
+                if handout.stand_in:  # TVM changed a stand-in other than by a transpose
+                    raise UnsupportedModelError(
+                        f"sparse tensor {handout.dense.source.name!r}: TVM's converter of "
+                        f"{handout.consumer} reshaped it to {value.shape}; cannot follow it"
+                    )
+                continue  # a reshape (depthwise kernels with a depth multiplier): a constant
+            tensor = handout.dense.tensor
+            if perm != tuple(range(tensor.rank)):
+                tensor = tensor.transpose(perm)
+            weights.append(
+                SparseWeight(
+                    param,
+                    tensor.astype(value.dtype),
+                    handout.dense.source,
+                    handout.consumer,
+                )
+            )
+            mapped.add(id(handout))
+            if handout.stand_in:
+                del self.exp_tab.params[param]
+        self.weights = tuple(weights)
+        self.constants = tuple(
+            DenseTensor(
+                h.dense.source,
+                h.consumer,
+                f"TVM's {h.consumer} converter reshapes its value into a constant",
+            )
+            for h in self.handouts.values()
+            if id(h) not in mapped and not h.stand_in
+        )
 
     # ------------------------------------------------------------ operators
     def check_unsupported_ops(self) -> None:
@@ -240,29 +344,6 @@ class SparseOperatorConverter(OperatorConverter):
         converted = super().convert_conv(op, conv_type)
         return quantized.convolution(self, op, converted, depthwise=conv_type == "depthwise")
 
-    # ------------------------------------------------------------ results
-    def sparse_weights(self) -> tuple[SparseWeight, ...]:
-        """Every parameter that holds a sparse tensor's dense form (or a transposed view)."""
-        weights = []
-        for param, value in self.exp_tab.params.items():
-            if not isinstance(value, np.ndarray):
-                continue
-            handout = self.handouts.get(id(_owner(value)))
-            if handout is None:
-                continue
-            perm = match_view(value, handout.array)
-            if perm is None:
-                continue  # a reshape (depthwise kernels with a depth multiplier): not a transpose
-            tensor = handout.dense.tensor
-            if perm != tuple(range(tensor.rank)):
-                tensor = tensor.transpose(perm)
-            weights.append(
-                SparseWeight(
-                    param, tensor.astype(value.dtype), handout.dense.source, handout.consumer
-                )
-            )
-        return tuple(weights)
-
 
 def _owner(array: np.ndarray) -> np.ndarray:
     """The array that owns the memory of ``array`` (NumPy collapses view chains)."""
@@ -356,9 +437,10 @@ def convert(
             "models with exactly one"
         )
     made: list[SparseOperatorConverter] = []
+    budget = DenseBudget("TFLite model")
 
     def factory(model: Any, subgraph: Any, exp_tab: Any) -> SparseOperatorConverter:
-        made.append(SparseOperatorConverter(model, subgraph, exp_tab, sparse))
+        made.append(SparseOperatorConverter(model, subgraph, exp_tab, sparse, budget))
         return made[-1]
 
     try:
@@ -374,4 +456,5 @@ def convert(
         raise UnsupportedModelError(
             f"model: TVM's TFLite frontend cannot convert it: {type(exc).__name__}: {exc}"
         ) from exc
-    return ImportedModel(mod, dict(params), made[0].sparse_weights(), "tflite")
+    done = made[0]
+    return ImportedModel(mod, dict(params), done.weights, "tflite", done.constants, budget)

@@ -15,8 +15,8 @@ from .._format import one_line, shape_text
 from ..api import MODES
 
 if TYPE_CHECKING:
-    from ..backend import Decision
     from ..pipeline import LoadedModel
+    from ..planning.decide import Decision
 
 PROG = "sparse-import"
 FRAMEWORK_NAMES = {"tflite": "TFLite", "onnx": "ONNX"}

@@ -108,7 +108,7 @@ def _library_bytes(lib: Any, directory: Path, mode: str) -> int:
 def run(args: argparse.Namespace) -> int:
     """Build every mode for ``--target`` and time the modes in turns on the same inputs."""
     from .. import pipeline
-    from ..backend.build import time_module
+    from ..relay_backend.build import time_module
     from ..verify import random_inputs
 
     target, target_text = target_label(args.target, runs_here=True)

@@ -83,7 +83,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"cannot write {str(output)!r}: {detail} (a .tar library needs no C compiler)"
         ) from None
-    dense_params = sum(pipeline.nbytes(v) for v in loaded.imported.params.values())
+    imported = loaded.imported
+    dense_params = sum(pipeline.nbytes(v) for v in imported.params.values()) + sum(
+        w.tensor.dense_nbytes for w in imported.weights if not imported.bound(w)
+    )
     header(
         loaded,
         label,

@@ -40,7 +40,7 @@ def add_parser(commands: Any, parents: dict[str, argparse.ArgumentParser]) -> An
 
 def run(args: argparse.Namespace) -> int:
     """The rows of :func:`sparse_import.inspect` for every mode, as tables or JSON."""
-    from ..backend import inspect_rows
+    from ..relay_backend import inspect_rows
 
     if args.spy is not None and args.spy.exists() and not args.spy.is_dir():
         raise UsageError(f"argument --spy: {str(args.spy)!r} exists and is not a directory")

@@ -45,7 +45,7 @@ def add_parser(commands: Any, parents: dict[str, argparse.ArgumentParser]) -> An
 def run(args: argparse.Namespace) -> int:
     """Build in ``--mode``, run it and the oracle on ``--samples`` random input sets."""
     from .. import pipeline
-    from ..backend.build import run as run_module
+    from ..relay_backend.build import run as run_module
     from ..verify import compare, make_oracle, random_inputs
 
     target, target_text = target_label(args.target, runs_here=True)

@@ -1,7 +1,8 @@
 """Expand a CSR matrix into a dense buffer at run time: a TE extern scatter.
 
-The kernel zeroes a ``(rows, cols)`` buffer, then writes each stored value at its row and
-column coordinate. Coordinates are any integer dtype (``uint16`` where they fit).
+The kernel walks the rows in parallel: it zeroes each row of the ``(rows, cols)`` buffer, then
+writes the row's stored values at their column coordinates. Coordinates are any integer dtype
+(``uint16`` where they fit).
 
 Examples
 --------
@@ -27,9 +28,10 @@ def _scatter_ir(data, indices, indptr, out, rows: int, cols: int):
     coords = ib.buffer_ptr(indices)
     positions = ib.buffer_ptr(indptr)
     dense = ib.buffer_ptr(out)
-    with ib.for_range(0, rows * cols, "k") as k:
-        dense[k] = tvm.tir.const(0, out.dtype)
-    with ib.for_range(0, rows, "r") as r:
+    with ib.for_range(0, rows, "r", kind="parallel") as r:
+        row = r.astype("int64") * cols
+        with ib.for_range(0, cols, "c", dtype="int64") as c:
+            dense[row + c] = tvm.tir.const(0, out.dtype)
         start = positions[r].astype("int64")
         stop = positions[r + 1].astype("int64")
         with ib.for_range(0, stop - start, "j", dtype="int64") as j:

@@ -21,7 +21,7 @@ def _weight(seed: int) -> np.ndarray:
 
 def _run(model, feed: dict[str, np.ndarray], mode: str) -> np.ndarray:
     import sparse_import
-    from sparse_import.backend.build import build, run
+    from sparse_import.relay_backend.build import build, run
 
     mod, params = sparse_import.to_relay(model, mode=mode)
     return run(build(mod, params), feed)[0]

@@ -271,7 +271,7 @@ def case_path_fifo_pipeline_and_oracle(tmp: Path) -> None:
 def _onnx_with_tfl3(tmp: Path, name: str, **fields: str) -> None:
     """An ONNX model whose bytes 4..8 are ``TFL3`` imports as ONNX and computes ``x @ w``."""
     import sparse_import
-    from sparse_import.backend.build import build, run
+    from sparse_import.relay_backend.build import build, run
 
     model, w = make_matmul_onnx(7, **fields)
     data = model.SerializeToString()

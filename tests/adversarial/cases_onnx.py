@@ -489,13 +489,14 @@ def case_tvm_type_error_is_one_line(tmp: Path) -> None:
 def _compiles_like_onnxruntime(nodes, tensors: dict[str, np.ndarray], linearized=()) -> None:
     import onnxruntime as ort
 
-    from sparse_import.backend.build import build, run
+    from sparse_import.relay_backend import lower
+    from sparse_import.relay_backend.build import build, run
 
     x = np.arange(1, 17, dtype=np.float32).reshape(1, 1, 4, 4)
     sparse = [_sparse(t, k, linearized=k in linearized) for k, t in tensors.items()]
     model = _model(nodes, [_vi("x", shape=[1, 1, 4, 4])], [_vi("y")], sparse=sparse)
     imported = _import(model)
-    (got,) = run(build(imported.mod, imported.params), {"x": x})
+    (got,) = run(build(*lower(imported, "dense")[:2]), {"x": x})
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(
@@ -641,20 +642,22 @@ def _zoo(n_shapes: int, declare: Callable[[str], bool]) -> tuple[ModelProto, np.
 
 
 def _only_true_inputs(n_shapes: int, declare: Callable[[str], bool]) -> None:
-    from sparse_import.backend.build import build, run
     from sparse_import.pipeline import relay_inputs
+    from sparse_import.relay_backend import lower
+    from sparse_import.relay_backend.build import build, run
 
     model, w = _zoo(n_shapes, declare)
     prepared = _prepare(model)
     if prepared.inputs != ["x"]:
         raise AssertionError(f"prepared inputs {prepared.inputs}, expected ['x']")
     imported = _import(model)
-    free = [v.name_hint for v in imported.mod["main"].params if v.name_hint not in imported.params]
+    bound = imported.params.keys() | imported.weight_params
+    free = [v.name_hint for v in imported.mod["main"].params if v.name_hint not in bound]
     listed = [name for name, _, _ in relay_inputs(imported)]
     if free != ["x"] or listed != ["x"]:
         raise AssertionError(f"module inputs {free}, listed {listed}, expected ['x']")
     x = np.arange(4, dtype=np.float32).reshape(1, 4)
-    (got,) = run(build(imported.mod, imported.params), {"x": x})
+    (got,) = run(build(*lower(imported, "dense")[:2]), {"x": x})
     assert_close(got, (x @ w).reshape(4), "zoo-style model")
 
 

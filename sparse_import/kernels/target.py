@@ -20,7 +20,7 @@ Two defects of TVM 0.19's x86 int8 kernels on modern CPUs are kept out of every 
 
 Examples
 --------
->>> from sparse_import.backend.target import host_target, resolve, simd_lanes
+>>> from sparse_import.kernels.target import host_target, resolve, simd_lanes
 >>> host_target().startswith("llvm -mcpu=")
 True
 >>> str(resolve("llvm").kind)

@@ -18,8 +18,9 @@ import scipy.sparse as sp
 from tvm import relay
 from tvm.relay.op.nn import _make as _nn_make  # nn.sparse_conv2d has no Python wrapper
 
+from sparse_import.planning.roofline import lanes
+
 from . import strategy  # noqa: F401  (registers our kernels for the calls built here)
-from .roofline import lanes
 
 __all__ = ["SparseOperand", "sparse_conv2d_expr", "sparse_dense_expr"]
 

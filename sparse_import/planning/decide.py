@@ -2,7 +2,7 @@
 
 ``dense`` keeps every weight dense. ``sparse`` keeps every weight whose uses all are sparse-able
 matrix products compressed in its own format (BSR with the model's block shape, else CSR).
-``auto`` prices every candidate with :mod:`~sparse_import.backend.cost` for the host CPU (dense,
+``auto`` prices every candidate with :mod:`~sparse_import.planning.cost` for the host CPU (dense,
 CSR through our kernel or TVM's sparse-left-hand-side one, BSR in the model's blocks, and
 re-blocked BSR whose explicit zero fill-in stays under ``cost.MAX_FILL``) and takes the fastest;
 a near tie (within ``cost.TIE_MARGIN``) goes to dense, then to the stored format.
@@ -16,7 +16,8 @@ from functools import cached_property
 import scipy.sparse as sp
 
 from . import cost, matrix
-from .sites import Site
+from .modes import Lowering
+from .product import Product
 
 __all__ = ["Candidate", "Decision", "SiteMatrix", "candidates", "choose", "stored_candidates"]
 
@@ -33,8 +34,8 @@ class Decision:
         The weight's name in the model.
     consumer : str
         The framework operator consuming it (``"FULLY_CONNECTED"``, ``"MatMul"``, ...).
-    lowering : str
-        ``"dense"``, ``"csr"`` or ``"bsr"``.
+    lowering : Lowering
+        ``DENSE``, ``CSR``, ``BSR`` or ``DENSIFY``.
     block : tuple[int, int] | None
         BSR block shape (``None`` unless ``lowering == "bsr"``).
     reason : str
@@ -51,7 +52,7 @@ class Decision:
     param: str
     source: str | None
     consumer: str
-    lowering: str
+    lowering: Lowering
     block: tuple[int, int] | None
     reason: str
     estimates: tuple[tuple[str, float], ...] = ()
@@ -63,26 +64,26 @@ class Decision:
 class Candidate:
     """One way to lower a weight: ``lowering`` with ``block`` (BSR) or ``sparse_lhs`` (CSR)."""
 
-    lowering: str
+    lowering: Lowering
     block: tuple[int, int] | None = None
     sparse_lhs: bool = False
 
     @property
     def label(self) -> str:
         """``"dense"``, ``"csr"``, ``"csr_lhs"`` or ``"bsr{r}x{c}"``."""
-        if self.lowering == "bsr":
+        if self.lowering is Lowering.BSR:
             return "bsr{}x{}".format(*self.block)
-        return "csr_lhs" if self.sparse_lhs else self.lowering
+        return "csr_lhs" if self.sparse_lhs else self.lowering.value
 
 
-DENSE = Candidate("dense")
+DENSE = Candidate(Lowering.DENSE)
 
 
 @dataclass(frozen=True, eq=False)
 class SiteMatrix:
     """A site with its batch and, computed once, its weight matrix as SciPy CSR."""
 
-    site: Site
+    site: Product
     batch: int
 
     @cached_property
@@ -107,13 +108,13 @@ class SiteMatrix:
         nnz = self.site.matrix.nnz
         if self.site.conv is not None:  # CSR or the stored blocks: the stored values count
             layout, kernel = self.site.conv
-            if candidate.lowering == "dense":
+            if candidate.lowering is Lowering.DENSE:
                 return cost.conv_seconds(layout, kernel, rows, cols, self.batch)
             boundary = cost.conv_boundary_seconds(layout, self.batch, cols // kernel**2, rows)
             return boundary + cost.conv_seconds(layout, kernel, rows, cols, self.batch, stored=nnz)
-        if candidate.lowering == "dense":
+        if candidate.lowering is Lowering.DENSE:
             return cost.dense_seconds(rows, cols, self.batch)
-        if candidate.lowering == "csr":
+        if candidate.lowering is Lowering.CSR:
             return cost.csr_seconds(rows, cols, nnz, self.batch, sparse_lhs=candidate.sparse_lhs)
         blocks = self.nblocks(candidate.block)
         return cost.bsr_seconds(rows, cols, blocks, candidate.block, self.batch)
@@ -121,7 +122,7 @@ class SiteMatrix:
 
 def _csr_candidates(sites: list[SiteMatrix]) -> list[Candidate]:
     lhs = all(s.site.conv is None for s in sites)  # the transposed kernel exists for products
-    return [Candidate("csr"), *([Candidate("csr", sparse_lhs=True)] if lhs else [])]
+    return [Candidate(Lowering.CSR), *([Candidate(Lowering.CSR, sparse_lhs=True)] if lhs else [])]
 
 
 def _own_block(sites: list[SiteMatrix]) -> tuple[int, int]:
@@ -133,7 +134,7 @@ def _own_block(sites: list[SiteMatrix]) -> tuple[int, int]:
 def stored_candidates(sites: list[SiteMatrix]) -> list[Candidate]:
     """The weight in its stored format: BSR in its own blocks, else CSR (either TVM kernel)."""
     own_block = _own_block(sites)
-    return [Candidate("bsr", own_block)] if own_block != (1, 1) else _csr_candidates(sites)
+    return [Candidate(Lowering.BSR, own_block)] if own_block != (1, 1) else _csr_candidates(sites)
 
 
 def candidates(sites: list[SiteMatrix], mode: str) -> list[Candidate]:
@@ -153,7 +154,7 @@ def candidates(sites: list[SiteMatrix], mode: str) -> list[Candidate]:
                 s.nblocks(block) * block[0] * block[1] / max(s.site.matrix.nnz, 1) for s in sites
             )
             if fill <= cost.MAX_FILL:
-                found.append(Candidate("bsr", block))
+                found.append(Candidate(Lowering.BSR, block))
     return found
 
 

@@ -22,7 +22,7 @@ power-of-two number of lanes (up to 1.6x the measured time).
 
 Examples
 --------
->>> from sparse_import.backend import roofline
+>>> from sparse_import.planning import roofline
 >>> dense = roofline.dense_seconds(2048, 2048, batch=1)
 >>> sparse = roofline.sparse_seconds(2048, 2048, 2048 * 2048 // 20, (1, 1), batch=1)
 >>> sparse < dense
@@ -109,8 +109,7 @@ _POINTER_BYTES = 4
 def lanes(itemsize: int = 4) -> int:
     """Values of ``itemsize`` bytes per SIMD register of the host CPU."""
     from sparse_import.kernels import Simd  # TVM; imported only when a cost is asked for
-
-    from .target import resolve
+    from sparse_import.kernels.target import resolve
 
     return max(1, Simd.from_target(resolve(None)).width // itemsize)
 

@@ -16,53 +16,25 @@ import numpy as np
 import tvm
 from tvm import relay
 
+from sparse_import.planning.product import Product
 from sparse_import.tensor import SparseTensor
 
 from .uses import Use, op_name
 
 __all__ = ["Site", "classify"]
 
+# A view chain through such a cast is computed exactly only by folding it on the dense constant
+# (TVM drops the rounding of a bfloat16 round trip of a run-time value).
+NON_NUMPY_CAST = "a dtype the sparse IR cannot hold as NumPy numbers"
 SPARSE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # checked against TVM 0.19's kernels
 
 
-@dataclass(frozen=True, eq=False)
-class Site:
-    """A use that TVM's sparse kernels can compute.
-
-    Attributes
-    ----------
-    use : Use
-        The path from the weight to its consumer.
-    matrix : SparseTensor
-        The ``(units, in)`` weight matrix of ``y = x @ matrix.T``, in the IR.
-    data_shape : tuple[int | None, ...]
-        Shape of the consumer's other input (``None`` for a dynamic dimension).
-    conv : tuple[str, int] | None
-        ``(data_layout, kernel_size)`` for a convolution, ``None`` for a matrix product.
-    """
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Site(Product):
+    """A use of a weight that a sparse kernel can compute: the :class:`Product` planning
+    prices, plus ``use``, the path from the weight's Relay parameter to its consumer."""
 
     use: Use
-    matrix: SparseTensor
-    data_shape: tuple[int | None, ...]
-    conv: tuple[str, int] | None = None
-
-    @property
-    def batch(self) -> int | None:
-        """Rows of ``x`` in ``x @ matrix.T``: leading dims (pixels for a convolution)."""
-        if self.conv is None:
-            lead = self.data_shape[:-1]
-        elif self.conv[0] == "NHWC":
-            lead = self.data_shape[:3]
-        else:
-            lead = (self.data_shape[0], *self.data_shape[2:])
-        return None if any(d is None for d in lead) else math.prod(lead)
-
-    def allows(self, block: tuple[int, int]) -> bool:
-        """Whether TVM's kernel for this site takes a BSR weight with ``block`` tiles."""
-        rows, cols = self.matrix.shape
-        if rows % block[0] or cols % block[1]:
-            return False
-        return self.conv != ("NCHW", 3) or block[1] == 1  # TVM asserts one-column blocks there
 
 
 def _shape(expr: relay.Expr) -> tuple[int | None, ...]:
@@ -85,7 +57,7 @@ def _view(tensor: SparseTensor, chain: tuple[relay.Call, ...]) -> SparseTensor |
             except TypeError:
                 kind = "?"
             if kind not in "biuf":
-                return f"cast to {dtype}, a dtype the sparse IR cannot hold as NumPy numbers"
+                return f"cast to {dtype}, {NON_NUMPY_CAST}"
             tensor = tensor.astype(dtype)
         elif name == "transpose":
             axes = call.attrs.axes
@@ -149,7 +121,7 @@ def classify(use: Use, tensor: SparseTensor) -> Site | str:
     Parameters
     ----------
     use : Use
-        From :func:`~sparse_import.backend.uses.find_uses` on a type-inferred function.
+        From :func:`~sparse_import.relay_backend.uses.find_uses` on a type-inferred function.
     tensor : SparseTensor
         The weight as the parameter holds it (``SparseWeight.tensor``).
 
@@ -180,7 +152,8 @@ def classify(use: Use, tensor: SparseTensor) -> Site | str:
             return reason
         layout = str(call.attrs.data_layout)
         conv = (layout, int(call.attrs.kernel_size[0]))
-        return Site(use, _conv_matrix(weight, str(call.attrs.kernel_layout)), _shape(data), conv)
+        matrix = _conv_matrix(weight, str(call.attrs.kernel_layout))
+        return Site(use=use, matrix=matrix, data_shape=_shape(data), conv=conv)
     if name == "nn.matmul":
         if call.attrs.transpose_a:
             return "nn.matmul with transpose_a: TVM's sparse_dense needs x @ W.T"
@@ -189,4 +162,4 @@ def classify(use: Use, tensor: SparseTensor) -> Site | str:
     shape = _shape(data)
     if len(shape) < 2 or sum(d is None for d in shape[:-1]) > 1:
         return f"{name} input of shape {shape}: needs rank >= 2 with at most one dynamic dimension"
-    return Site(use, weight, shape)
+    return Site(use=use, matrix=weight, data_shape=shape)

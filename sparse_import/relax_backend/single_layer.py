@@ -1,10 +1,10 @@
-"""A one-layer Relay module ``y = nn.dense(x, W)`` for one sparse weight matrix.
+"""A one-layer Relax module ``y = x @ W.T`` for one sparse weight matrix.
 
-This is what :func:`sparse_import.to_relay` builds from a SciPy sparse matrix or a
+What :func:`~sparse_import.relax_backend.api.to_relax` builds from a SciPy sparse matrix or a
 :class:`~sparse_import.SparseTensor`: ``W`` of shape ``(units, in)``, input ``x`` of shape
-``(batch, in)``, output ``(batch, units)``. The result is an
-:class:`~sparse_import.imported.ImportedModel` like the framework adapters return, so the same
-backend lowers it.
+``(..., in)``, output ``(..., units)``, written as TVM's Relax frontends write a dense layer
+(``R.matmul(x, R.permute_dims(W))``). The result is an
+:class:`~sparse_import.imported.ImportedModel` with ``W`` an unbound parameter.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import tvm
-from tvm import relay
+from tvm import relax
 
 from sparse_import.adapters.scipy import from_scipy
 from sparse_import.errors import UnsupportedModelError, tensor_label
@@ -48,13 +48,13 @@ def import_model(
     shape_dict: Mapping[str, Any] | None = None,
     dtype_dict: Mapping[str, str] | None = None,
 ) -> ImportedModel:
-    """Wrap one weight matrix into the module ``y = nn.dense(x, W)``.
+    """Wrap one weight matrix into the Relax module ``y = x @ W.T``.
 
     Parameters
     ----------
     model : scipy.sparse matrix or array, or SparseTensor
-        ``W`` of shape ``(units, in)``; its name (``SparseTensor.name``) names the parameter,
-        ``"weight"`` when it has none (or is named like the input).
+        ``W`` of shape ``(units, in)``; its name names the parameter (``"weight"`` when it has
+        none or is named like the input).
     shape_dict : mapping, optional
         ``{"x": (..., in)}``; default ``(1, in)``.
     dtype_dict : mapping, optional
@@ -63,7 +63,7 @@ def import_model(
     Returns
     -------
     ImportedModel
-        With ``framework="scipy"`` and the dense weight as the one parameter.
+        ``framework="scipy"``, the weight its one unbound parameter.
 
     Raises
     ------
@@ -73,11 +73,11 @@ def import_model(
     Examples
     --------
     >>> import numpy as np, scipy.sparse as sp
-    >>> from sparse_import.backend.single_layer import import_model
+    >>> from sparse_import.relax_backend.single_layer import import_model
     >>> w = sp.random_array((8, 4), density=0.5, format="csr", rng=0, dtype=np.float32)
     >>> imported = import_model(w, shape_dict={"x": (2, 4)})
-    >>> imported.mod["main"].checked_type.ret_type
-    TensorType([2, 8], float32)
+    >>> [p.name for p in imported.mod["main"].params]
+    ['x', 'weight']
     """
     tensor = model if isinstance(model, SparseTensor) else from_scipy(model, name=None)
     if tensor.rank != 2:
@@ -92,13 +92,15 @@ def import_model(
             f"dtype_dict names {unknown}; the one-layer module has the single input {INPUT!r}"
         )
     param = tensor.name if tensor.name and tensor.name != INPUT else WEIGHT
-    x = relay.var(
-        INPUT,
-        shape=_input_shape(shape_dict, tensor),
-        dtype=dtype_dict.get(INPUT, str(tensor.dtype)),
-    )
-    w = relay.var(param, shape=tensor.shape, dtype=str(tensor.dtype))
-    y = relay.nn.dense(x, w, units=tensor.shape[0])
-    mod = relay.transform.InferType()(tvm.IRModule.from_expr(relay.Function([x, w], y)))
+    shape = _input_shape(shape_dict, tensor)
+    x = relax.Var(INPUT, relax.TensorType(shape, dtype_dict.get(INPUT, str(tensor.dtype))))
+    w = relax.Var(param, relax.TensorType(tensor.shape, str(tensor.dtype)))
+    builder = relax.BlockBuilder()
+    with builder.function("main", [x, w], {"num_input": 1}):
+        with builder.dataflow():
+            wt = builder.emit(relax.op.permute_dims(w, [1, 0]))
+            y = builder.emit_output(relax.op.matmul(x, wt))
+        builder.emit_func_output(y)
+    mod: tvm.IRModule = builder.get()
     weight = SparseWeight(param, tensor, tensor, "dense")
-    return ImportedModel(mod, {param: tensor.to_dense()}, (weight,), "scipy")
+    return ImportedModel(mod, {}, (weight,), "scipy")

@@ -123,7 +123,7 @@ def rewrite_module(
     -------
     tuple[tvm.IRModule, dict[str, object]]
         The new module (type-inferred) and params: the dropped weights removed, the compressed
-        arrays added as ``tvm.nd.NDArray``.
+        arrays added as NumPy arrays (no second copy).
     """
     func = mod["main"]
     rewriter = _Rewriter(plan)
@@ -138,5 +138,5 @@ def rewrite_module(
     new_mod = relay.transform.InferType()(new_mod)
     kept_names = {p.name_hint for p in kept}
     new_params = {k: v for k, v in params.items() if k in kept_names or k not in weights}
-    new_params.update({k: tvm.nd.array(v) for k, v in rewriter.params.items()})
+    new_params.update(rewriter.params)  # NumPy arrays: relay.build takes them as they are
     return new_mod, new_params

@@ -1,9 +1,9 @@
 """Latency model of the kernels a lowering runs on: dense, our sparse kernels, TVM's.
 
-Modules are built for the host CPU (:mod:`~sparse_import.backend.target`), where ``nn.dense``
+Modules are built for the host CPU (:mod:`~sparse_import.kernels.target`), where ``nn.dense``
 and ``nn.conv2d`` use AVX2/AVX-512 and ``nn.sparse_dense`` (``x @ W.T``) and 1x1
 ``nn.sparse_conv2d`` run the kernels of :mod:`sparse_import.kernels`. Those are priced by the
-roofline-style model of :mod:`~sparse_import.backend.roofline` (bytes streamed over a measured
+roofline-style model of :mod:`~sparse_import.planning.roofline` (bytes streamed over a measured
 bandwidth, plus vector work, plus a fixed cost per call and per row).
 
 Two lowerings still run TVM 0.19's own kernels and keep the constants fitted to them: CSR
@@ -29,7 +29,7 @@ Fitted: 2026-11-23 on AMD EPYC, 2 cpus, TVM 0.19.0 target llvm, TVM_NUM_THREADS=
 
 Examples
 --------
->>> from sparse_import.backend import cost
+>>> from sparse_import.planning import cost
 >>> dense = cost.dense_seconds(2048, 2048, batch=1)
 >>> bsr = cost.bsr_seconds(2048, 2048, nblocks=13107, block=(16, 1), batch=1)
 >>> bsr < dense
@@ -297,7 +297,7 @@ def csr_seconds(
     """Estimated time of ``nn.sparse_dense`` with a CSR weight holding ``nnz`` values.
 
     ``sparse_lhs`` selects TVM's sparse-left-hand-side kernel (``(W @ x.T).T``, fitted
-    constants); otherwise our kernel (:mod:`~sparse_import.backend.roofline`).
+    constants); otherwise our kernel (:mod:`~sparse_import.planning.roofline`).
     """
     if not sparse_lhs:
         return roofline.sparse_seconds(rows, cols, nnz, (1, 1), batch, itemsize)

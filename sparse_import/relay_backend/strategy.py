@@ -4,12 +4,12 @@ For ``nn.sparse_dense`` (``x @ W.T`` form), 1x1 ``nn.sparse_conv2d`` and 3x3 NCH
 ``nn.sparse_conv2d`` with static shapes, float32 or float64, the strategy TVM uses for the
 ``cpu`` target key gains one more implementation, ``sparse_import.*``, at a higher priority
 than TVM's own (``PLEVEL``), so every ``relay.build`` for an ``llvm`` target picks it, whoever
-calls it. Every other call keeps TVM's implementations. Importing :mod:`sparse_import.backend`
+calls it. Every other call keeps TVM's implementations. Importing :mod:`sparse_import.relay_backend`
 registers it; registering again replaces the registration with an identical one.
 
 Examples
 --------
->>> from sparse_import.backend import strategy
+>>> from sparse_import.relay_backend import strategy
 >>> strategy.register()
 >>> strategy.IMPLEMENTATIONS
 ('sparse_import.sparse_dense', 'sparse_import.sparse_conv2d')

@@ -1,0 +1,46 @@
+"""The user's choice (:data:`MODES`) and what planning makes of each weight (:class:`Lowering`)."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["MODES", "Lowering", "check_mode"]
+
+MODES = ("dense", "sparse", "auto")
+
+
+class Lowering(str, enum.Enum):
+    """How one sparse weight reaches the compiled module.
+
+    ``DENSE``: a dense constant. ``CSR`` / ``BSR``: compressed arrays read by a sparse kernel.
+    ``DENSIFY``: compressed arrays expanded to the dense weight at run time, inside the module,
+    for a weight that ``mode="sparse"`` keeps compressed although no sparse kernel reads it.
+    """
+
+    DENSE = "dense"
+    CSR = "csr"
+    BSR = "bsr"
+    DENSIFY = "densify"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the library holds the weight's stored values only."""
+        return self is not Lowering.DENSE
+
+
+def check_mode(mode: str) -> None:
+    """Refuse a ``mode`` that is not one of :data:`MODES`.
+
+    Examples
+    --------
+    >>> check_mode("auto")
+    >>> check_mode("fast")
+    Traceback (most recent call last):
+    ...
+    ValueError: mode 'fast' is not one of dense, sparse, auto
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")

@@ -1,0 +1,316 @@
+"""Lower the sparse weights of an imported model: dense constants or sparse kernels, in Relay.
+
+:func:`lower` finds every use of each :class:`~sparse_import.imported.SparseWeight` parameter
+(:mod:`.uses`), describes the ones a sparse kernel computes (:mod:`.sites`), lets
+:mod:`sparse_import.planning` decide per weight, builds the compressed arrays straight from the
+IR (never by scanning a dense array) and rewrites the consumers (:mod:`.rewrite`). A weight the
+adapter left unbound is densified here only when it is lowered dense, once, charged to the
+model's dense byte budget first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import tvm
+from tvm import relay
+
+from sparse_import.imported import ImportedModel, SparseWeight
+from sparse_import.planning.decide import Candidate, Decision, SiteMatrix
+from sparse_import.planning.modes import MODES, Lowering, check_mode
+from sparse_import.planning.names import NameTable
+from sparse_import.planning.plan import WeightRef, dense, plan
+from sparse_import.tensor import SparseTensor
+
+from . import compress
+from .compress import CompressedWeight, csr_bytes
+from .kernels import SparseOperand
+from .rewrite import SparseCall, rewrite_module
+from .sites import NON_NUMPY_CAST, Site, classify
+from .uses import Use, find_uses
+
+__all__ = ["MODES", "inspect_rows", "lower", "plan_model"]
+
+
+def _check_arguments(mode: str, batch_size: int | None) -> None:
+    check_mode(mode)
+    if batch_size is not None and (
+        not isinstance(batch_size, (int, np.integer))
+        or isinstance(batch_size, bool)
+        or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+
+
+def _check_weights(func: relay.Function, imported: ImportedModel) -> None:
+    """Each weight must be a parameter of ``main`` typed exactly as its IR tensor."""
+    declared = {p.name_hint: p for p in func.params}
+    for weight in imported.weights:
+        var = declared.get(weight.param)
+        if var is None:
+            raise ValueError(
+                f"sparse weight {weight.param!r}: not a parameter of the Relay function main"
+            )
+        kind = var.checked_type
+        shape, dtype = tuple(int(d) for d in kind.shape), np.dtype(str(kind.dtype))
+        if shape != weight.tensor.shape or dtype != weight.tensor.dtype:
+            raise ValueError(
+                f"sparse weight {weight.param!r}: its IR tensor is {weight.tensor.shape} "
+                f"{weight.tensor.dtype} but the parameter is {shape} {dtype}"
+            )
+
+
+def _ref(weight: SparseWeight) -> WeightRef:
+    return WeightRef(weight.param, weight.source.name, weight.consumer)
+
+
+def _operand(site: SiteMatrix, chosen: Candidate) -> SparseOperand:
+    if chosen.lowering is Lowering.BSR:
+        return SparseOperand.from_scipy(site.site.matrix.to_scipy("bsr", blocksize=chosen.block))
+    return SparseOperand.from_scipy(site.csr)
+
+
+def _chain_key(site: Site) -> tuple:
+    """Sites whose weight went through the same view operators share one compressed operand."""
+
+    def step(call: relay.Call) -> tuple:
+        attrs = call.attrs
+        fields = () if attrs is None else tuple((k, str(attrs[k])) for k in sorted(attrs.keys()))
+        return (str(call.op.name), fields)
+
+    return (site.conv, tuple(step(c) for c in site.use.chain))
+
+
+def _expanded_at_run_time(
+    weight: SparseWeight, why: str, names: NameTable
+) -> tuple[Decision, CompressedWeight | None]:
+    """``mode="sparse"`` for a weight no kernel reads: CSR arrays expanded in the module, when
+    they are smaller than the dense weight."""
+    tensor = weight.tensor
+    if tensor.rank == 0 or tensor.dtype.kind not in "biuf":
+        return dense(_ref(weight), f"stays dense: {why}"), None
+    stored, full = csr_bytes(tensor), tensor.dense_nbytes
+    if stored >= full:
+        return dense(
+            _ref(weight),
+            f"stays dense: {why}; its CSR arrays ({stored} B) are no smaller than dense ({full} B)",
+        ), None
+    parts = ("data", "indices", "indptr")
+    prefix = names.claim(weight.param, lambda p: [f"{p}.{part}" for part in parts])
+    reason = (
+        f"mode='sparse' keeps it compressed ({stored} of {full} B), expanded at run time: {why}"
+    )
+    ref = _ref(weight)
+    decision = Decision(ref.param, ref.source, ref.consumer, Lowering.DENSIFY, None, reason)
+    return decision, CompressedWeight(tensor, prefix)
+
+
+def _lower_weight(
+    weight: SparseWeight,
+    uses: Sequence[Use],
+    mode: str,
+    batch_size: int | None,
+    names: NameTable,
+) -> tuple[Decision, dict[relay.Expr, SparseCall], CompressedWeight | None]:
+    if not uses:
+        return dense(_ref(weight), "not read by the Relay function"), {}, None
+    results = [classify(use, weight.tensor) for use in uses]
+    reasons = list(dict.fromkeys(r for r in results if isinstance(r, str)))
+    if reasons:
+        why = "; ".join(reasons)
+        if mode == "sparse" and NON_NUMPY_CAST not in why:
+            decision, expansion = _expanded_at_run_time(weight, why, names)
+            return decision, {}, expansion
+        return dense(_ref(weight), "stays dense: " + why), {}, None
+    decision, chosen, sites = plan(_ref(weight), results, mode, batch_size)
+    if chosen.lowering is Lowering.DENSE:
+        return decision, {}, None
+    operands: dict[tuple, tuple[SparseOperand, str]] = {}
+    calls = {}
+    for site in sites:
+        key = _chain_key(site.site)
+        if key not in operands:
+            operand = _operand(site, chosen)
+            prefix = names.claim(weight.param, lambda p, o=operand: o.params(p).keys())
+            operands[key] = (operand, prefix)
+        operand, prefix = operands[key]
+        calls[site.site.use.consumer] = SparseCall(site.site, operand, prefix, chosen.sparse_lhs)
+    return decision, calls, None
+
+
+def _materialize(
+    imported: ImportedModel, func: relay.Function, params: dict[str, Any]
+) -> dict[str, Any]:
+    """Bind the dense value of every unbound weight ``func`` still reads, charged first."""
+    read = {p.name_hint for p in func.params}
+    todo = [w for w in imported.weights if not imported.bound(w) and w.param in read]
+    imported.budget.charge(w.tensor for w in todo)  # all or none, before any allocation
+    for weight in todo:
+        params[weight.param] = weight.tensor.to_dense()
+    return params
+
+
+def lower(
+    imported: ImportedModel, mode: str = "auto", batch_size: int | None = None
+) -> tuple[tvm.IRModule, dict[str, Any], tuple[Decision, ...]]:
+    """Lower every sparse weight of ``imported`` as ``mode`` says.
+
+    Parameters
+    ----------
+    imported : ImportedModel
+        A Relay module from an adapter, with its sparse weights listed.
+    mode : {"auto", "dense", "sparse"}
+        ``"dense"``: every weight becomes a dense parameter. ``"sparse"`` (compression first):
+        every weight whose uses all are matrix products (or convolutions) that a sparse kernel
+        computes becomes compressed, in BSR with its own block shape or else CSR; every other
+        weight is stored as CSR arrays expanded at run time (:mod:`.compress`) when they are
+        smaller than the dense weight, else stays dense; the reason is recorded either way.
+        ``"auto"``: per weight the fastest of dense, CSR and BSR (own or re-blocked) by
+        :mod:`~sparse_import.planning.cost`.
+    batch_size : int, optional
+        Rows of the matrix-product input assumed by the cost model (default: from the
+        input shapes, else ``cost.DEFAULT_BATCH``).
+
+    Returns
+    -------
+    mod : tvm.IRModule
+    params : dict[str, numpy.ndarray | tvm.nd.NDArray]
+        Dense values only for the weights lowered dense; a compressed weight's arrays are
+        ``{param}.data``, ``{param}.indices``, ``{param}.indptr``.
+    decisions : tuple[Decision, ...]
+        One per weight, in ``imported.weights`` order.
+
+    Raises
+    ------
+    ValueError
+        An unknown mode, a bad ``batch_size``, or a weight that is not a parameter of ``main``
+        matching its IR tensor (the message names the weight).
+    DenseLimitError
+        When the weights lowered dense would densify past the dense byte limit (with what
+        the adapter densified); raised before any of them is allocated.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from sparse_import.relay_backend import lower, single_layer
+    >>> w = sp.random_array((64, 32), density=0.1, format="csr", rng=0, dtype=np.float32)
+    >>> mod, params, (decision,) = lower(single_layer.import_model(w), mode="sparse")
+    >>> str(decision.lowering), sorted(params)
+    ('csr', ['weight.data', 'weight.indices', 'weight.indptr'])
+    """
+    planned = plan_model(imported, mode, batch_size)
+    mod, decisions = planned.mod, planned.decisions
+    if not planned.calls and not planned.expansions:
+        return imported.mod, _materialize(imported, mod["main"], dict(imported.params)), decisions
+    compressed = {d.param for d in decisions if d.lowering.compressed}
+    mod, params = rewrite_module(mod, imported.params, planned.calls, compressed)
+    mod, params = compress.apply(mod, params, planned.expansions)
+    return mod, _materialize(imported, mod["main"], params), decisions
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """What :func:`plan_model` decided, before anything is rewritten or densified.
+
+    Attributes
+    ----------
+    mod : tvm.IRModule
+        The imported module, type-inferred.
+    decisions : tuple[Decision, ...]
+        One per weight, in ``imported.weights`` order.
+    calls : dict
+        Consumer call -> its sparse replacement.
+    expansions : dict
+        Parameter -> its CSR arrays expanded at run time (``Lowering.DENSIFY``).
+    """
+
+    mod: tvm.IRModule
+    decisions: tuple[Decision, ...]
+    calls: dict[relay.Expr, SparseCall] = field(default_factory=dict)
+    expansions: dict[str, compress.CompressedWeight] = field(default_factory=dict)
+
+
+def plan_model(imported: ImportedModel, mode: str = "auto", batch_size: int | None = None) -> Plan:
+    """Decide every weight of ``imported`` without rewriting or densifying anything."""
+    _check_arguments(mode, batch_size)
+    mod = relay.transform.InferType()(imported.mod)
+    func = mod["main"]
+    _check_weights(func, imported)
+    if mode == "dense" or not imported.weights:
+        reason = "mode='dense' keeps every weight dense"
+        return Plan(mod, tuple(dense(_ref(w), reason) for w in imported.weights))
+    uses = find_uses(func, {w.param for w in imported.weights})
+    names = NameTable([*(p.name_hint for p in func.params), *imported.params])
+    decisions, calls, expansions = [], {}, {}
+    for weight in imported.weights:
+        decision, found, expansion = _lower_weight(
+            weight, uses[weight.param], mode, batch_size, names
+        )
+        decisions.append(decision)
+        calls.update(found)
+        if expansion is not None:
+            expansions[weight.param] = expansion
+    return Plan(mod, tuple(decisions), calls, expansions)
+
+
+def inspect_rows(
+    imported: ImportedModel, mode: str = "auto", batch_size: int | None = None
+) -> list[dict[str, Any]]:
+    """One row per sparse weight: what the model stores and how ``mode`` lowers it.
+
+    Keys: ``param``, ``name``, ``consumer``, ``shape``, ``dtype``, ``layout``,
+    ``stored_block``, ``index_widths``, ``nnz``, ``density``, ``dense_bytes``,
+    ``stored_bytes`` (the weight as the model stores it), ``lowering``, ``block``,
+    ``sparse_lhs``, ``batch``, ``reason``, ``estimates`` (candidate -> seconds). Sparse tensors
+    the adapter made constants of the graph follow, with ``param`` ``None`` and lowering
+    ``dense``. Nothing is rewritten or densified.
+    """
+    decisions = plan_model(imported, mode, batch_size).decisions
+    rows = [
+        {
+            **_stored(w.source),
+            "param": w.param,
+            "consumer": w.consumer,
+            "lowering": str(d.lowering),
+            "block": d.block,
+            "sparse_lhs": d.sparse_lhs,
+            "batch": d.batch,
+            "reason": d.reason,
+            "estimates": dict(d.estimates),
+        }
+        for w, d in zip(imported.weights, decisions, strict=True)
+    ]
+    for constant in imported.constants:
+        rows.append(
+            {
+                **_stored(constant.source),
+                "param": None,
+                "consumer": constant.consumer,
+                "lowering": str(Lowering.DENSE),
+                "block": None,
+                "sparse_lhs": False,
+                "batch": None,
+                "reason": constant.reason,
+                "estimates": {},
+            }
+        )
+    return rows
+
+
+def _stored(tensor: SparseTensor) -> dict[str, Any]:
+    """The inspect columns that describe a tensor as the model stores it."""
+    return {
+        "name": tensor.name,
+        "shape": tensor.shape,
+        "dtype": str(tensor.dtype),
+        "layout": tensor.layout,
+        "stored_block": tensor.block_shape,
+        "index_widths": tensor.index_widths,
+        "nnz": tensor.nnz,
+        "density": tensor.density,
+        "dense_bytes": tensor.dense_nbytes,
+        "stored_bytes": tensor.stored_nbytes,
+    }
