@@ -3,7 +3,7 @@
 Rows: a 2048x2048 fully connected layer at batch 1 (density 0.10 and 0.05, element-random;
 density 0.10 in 1x4 blocks), at batch 16 (density 0.10), and a 1024-2048-1024 two-layer MLP
 (ReLU between, 90% of each weight zero) at batch 1. Every module is built for the host CPU
-(``sparse_import.kernels.target.host_target``); "TVM sparse" is the same ``nn.sparse_dense``
+(``sparse_import.target.host_target``); "TVM sparse" is the same ``nn.sparse_dense``
 module built with TVM 0.19's implementations only (``strategy.tvm_kernels``).
 
 All modules of all rows are timed in interleaved rounds (each round times every module once,

@@ -15,8 +15,8 @@ initializers written as dense initializers (neither reads ``SparseTensorProto``)
 image as graph input, so they may fold every weight.
 
 Every system of every model is timed in interleaved rounds (each round times each system once,
-``--min-ms`` per figure, once the other processes leave the CPUs idle (:class:`Quiet`); the order
-rotates from round to round); the table reports medians
+``--min-ms`` per figure, taken while no other process keeps a CPU busy (:class:`Quiet`); the
+order rotates from round to round); the table reports medians
 over rounds and the spread (largest interquartile range over median in the row). Ratios are
 "times faster than TVM dense" (``dense / x``). Outputs are checked against onnxruntime with graph
 optimizations off: ``max |y - ref| / max |ref|`` over both outputs (probabilities and logits).
@@ -316,64 +316,82 @@ def max_relative_error(outputs: list[np.ndarray], reference: list[np.ndarray]) -
 # --------------------------------------------------------------------------- the run
 
 
-def _busy_cpus(seconds: float) -> float:
-    """CPUs kept busy by all processes over the next ``seconds`` (this one sleeps meanwhile)."""
+_TICK = os.sysconf("SC_CLK_TCK")
 
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
 
-    total0, idle0 = sample()
-    time.sleep(seconds)
-    total1, idle1 = sample()
-    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / max(total1 - total0, 1))
+def _cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """CPU seconds spent so far by the whole machine and by the processes ``pids``."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+    ours = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read().rsplit(")", 1)[1].split()
+        ours += int(stat[11]) + int(stat[12])  # utime, stime
+    return busy / _TICK, ours / _TICK
 
 
 @dataclass
 class Quiet:
-    """Waits, before each figure, for the other processes to leave the CPUs idle.
+    """Takes each figure while no other process keeps a CPU busy.
 
     DeepSparse pins one thread per core and synchronizes them by spinning: while another process
     kept one of the 2 cores busy, its SqueezeNet ran 500x slower, and TVM's and onnxruntime's
-    figures moved too. A figure waits (at most ``budget_s`` over the whole run) until a
-    ``pause_ms`` sample shows under a quarter of a CPU busy; the pause also lets onnxruntime's
-    and DeepSparse's worker threads stop spinning after their last run.
+    figures moved too. Before a figure, a ``pause_ms`` sample must show other processes using
+    under a quarter of a CPU (the pause also lets onnxruntime's and DeepSparse's worker threads
+    stop spinning after their last run); a figure during which they used more is taken again.
+    Waits and retakes stop when ``budget_s`` seconds are spent; later figures count as loaded.
     """
 
     pause_ms: int
     budget_s: float
+    pids: list[int] = field(default_factory=lambda: [os.getpid()])
     loaded: int = 0
+    retaken: int = 0
     figures: int = 0
 
-    def wait(self) -> None:
+    def _others(self, run: Callable[[], object]) -> tuple[object, float]:
+        """``run()``'s result and the CPUs other processes kept busy meanwhile."""
+        busy0, ours0 = _cpu_seconds(self.pids)
+        start = time.perf_counter()
+        result = run()
+        wall = time.perf_counter() - start
+        busy1, ours1 = _cpu_seconds(self.pids)
+        return result, ((busy1 - busy0) - (ours1 - ours0)) / wall
+
+    def take(self, timer: Callable[[], float]) -> float:
         self.figures += 1
-        while _busy_cpus(self.pause_ms / 1e3) > 0.25:
+        while True:
+            start = time.perf_counter()
+            _, idle_load = self._others(lambda: time.sleep(self.pause_ms / 1e3))
+            if idle_load > 0.25 and self.budget_s > 0:
+                time.sleep(0.5)
+                self.budget_s -= time.perf_counter() - start
+                continue
+            seconds, load = self._others(timer)
+            if max(idle_load, load) <= 0.25:
+                return seconds
             if self.budget_s <= 0:
                 self.loaded += 1
-                return
-            time.sleep(0.5)
-            self.budget_s -= 0.5 + self.pause_ms / 1e3
+                return seconds
+            self.retaken += 1
+            self.budget_s -= time.perf_counter() - start
 
 
 def measure(cases: list[Case], rounds: int, quiet: Quiet) -> dict[tuple[str, str], list[float]]:
     """Seconds per run, ``rounds`` figures per (model, system), systems interleaved."""
-
-    def timed(timer: Callable[[], float]) -> float:
-        quiet.wait()
-        return timer()
-
     for case in cases:  # warm up (first runs, page faults, worker threads)
         for timer in case.timers.values():
-            timed(timer)
-    quiet.loaded = quiet.figures = 0
+            quiet.take(timer)
+    quiet.loaded = quiet.retaken = quiet.figures = 0
     times: dict[tuple[str, str], list[float]] = {}
     for r in range(rounds):
         for case in cases:
             systems = list(case.timers)
             shift = r % len(systems)
             for system in systems[shift:] + systems[:shift]:
-                times.setdefault((case.name, system), []).append(timed(case.timers[system]))
+                times.setdefault((case.name, system), []).append(quiet.take(case.timers[system]))
     return times
 
 
@@ -501,6 +519,8 @@ def main() -> None:
                 make_case(n, MODELS[n], args.size, args.min_ms, deepsparse, work) for n in names
             ]
             quiet = Quiet(args.pause_ms, args.wait_budget)
+            if deepsparse is not None:
+                quiet.pids.append(deepsparse.process.pid)
             times = measure(cases, args.rounds, quiet)
             profiles = {(c.name, m): c.profilers[m]() for c in cases for m in MODES}
         finally:
@@ -510,8 +530,8 @@ def main() -> None:
         notes += case.notes
     text = report(cases, times, profiles, args.rounds, args.size)
     notes.append(
-        f"{quiet.loaded} of {quiet.figures} figures measured while other processes kept a "
-        "quarter CPU or more busy (wait budget spent)"
+        f"{quiet.figures} figures: {quiet.retaken} taken again because other processes kept a "
+        f"quarter CPU or more busy, {quiet.loaded} kept under such load (wait budget spent)"
     )
     text += "\n" + "\n".join(notes)
     print(text)

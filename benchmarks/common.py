@@ -12,9 +12,9 @@ import tvm
 from tvm import relay
 
 from sparse_import import _format
-from sparse_import.kernels.target import host_target
 from sparse_import.relay_backend.build import Timing, build, time_module
 from sparse_import.relay_backend.kernels import SparseOperand, sparse_conv2d_expr, sparse_dense_expr
+from sparse_import.target import host_target
 
 __all__ = [
     "block_sparse",

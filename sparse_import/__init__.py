@@ -1,8 +1,9 @@
-"""sparse-import: bring models with sparse weights into Apache TVM Relay.
+"""sparse-import: bring models with sparse weights into Apache TVM, Relay or Relax.
 
 Framework adapters (TFLite, ONNX, SciPy) normalize every sparse weight into one IR,
-:class:`SparseTensor`; one shared backend lowers each weight to a dense Relay constant or a
-``nn.sparse_dense`` call. Entry point: :func:`to_relay`.
+:class:`SparseTensor`; planning decides per weight whether it becomes a dense constant or stays
+sparse; a backend per TVM flavour carries the decision out. Entry points: :func:`to_relay`
+(TVM <= 0.19) and :func:`to_relax` (maintained TVM).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from sparse_import.adapters.scipy import from_scipy
 from sparse_import.adapters.tflite.params import from_tflite_params
 
-from .api import inspect, to_relay
+from .api import inspect, to_relax, to_relay
 from .errors import (
     DenseLimitError,
     SparseFormatError,
@@ -42,6 +43,7 @@ __all__ = [
     "get_dense_byte_limit",
     "inspect",
     "set_dense_byte_limit",
+    "to_relax",
     "to_relay",
 ]
 

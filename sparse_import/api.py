@@ -12,7 +12,41 @@ from .imported import ImportedModel
 from .planning.modes import MODES, check_mode
 from .tensor import SparseTensor
 
-__all__ = ["MODES", "detect_framework", "import_model", "inspect", "to_relay"]
+__all__ = [
+    "BACKENDS",
+    "MODES",
+    "default_backend",
+    "detect_framework",
+    "import_model",
+    "inspect",
+    "to_relax",
+    "to_relay",
+]
+
+BACKENDS = ("relay", "relax")
+
+
+def default_backend() -> str:
+    """``"relay"`` when the installed TVM has Relay (TVM <= 0.19), else ``"relax"``.
+
+    The two flavours install a module named ``tvm`` each and cannot share an environment.
+    """
+    import importlib.util
+
+    return "relay" if importlib.util.find_spec("tvm.relay") is not None else "relax"
+
+
+def _check_backend(backend: str | None) -> str:
+    chosen = default_backend() if backend is None else backend
+    if chosen not in BACKENDS:
+        raise ValueError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    if chosen != default_backend():
+        extra = "relay" if chosen == "relay" else "relax"
+        raise UnsupportedModelError(
+            f"backend {chosen!r} needs the {chosen.capitalize()} flavour of TVM, which is not "
+            f'installed here: pip install -e ".[{extra},test]" in its own environment'
+        )
+    return chosen
 
 
 def _read_bytes(path: str | os.PathLike[str]) -> bytes:
@@ -99,6 +133,7 @@ def to_relay(
     shape_dict: dict[str, Any] | None = None,
     dtype_dict: dict[str, str] | None = None,
     batch_size: int | None = None,
+    target: Any = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Import a model with sparse weights into Relay.
 
@@ -116,11 +151,15 @@ def to_relay(
         Input shapes and dtypes by input name, as for TVM's own frontends.
     batch_size : int, optional
         The batch size ``auto`` optimizes for (default: taken from the input shapes).
+    target : str or tvm.target.Target, optional
+        The target you will build for (default: this machine's CPU,
+        :func:`sparse_import.target.resolve`): ``auto`` decides for its vector width. Pass the
+        same target to ``relay.build``.
 
     Returns
     -------
     mod : tvm.IRModule
-    params : dict of str to tvm.nd.NDArray
+    params : dict of str to NumPy arrays or tvm.nd.NDArray
 
     Examples
     --------
@@ -131,11 +170,47 @@ def to_relay(
     True
     """
     check_mode(mode)
+    _check_backend("relay")
     from sparse_import import relay_backend as backend
 
     imported = import_model(model, shape_dict=shape_dict, dtype_dict=dtype_dict)
-    mod, params, _ = backend.lower(imported, mode=mode, batch_size=batch_size)
+    mod, params, _ = backend.lower(imported, mode=mode, batch_size=batch_size, target=target)
     return mod, params
+
+
+def to_relax(
+    model: Any,
+    *,
+    mode: str = "auto",
+    shape_dict: dict[str, Any] | None = None,
+    dtype_dict: dict[str, str] | None = None,
+    batch_size: int | None = None,
+) -> Any:
+    """Import a model with sparse weights into Relax (maintained TVM, ``apache-tvm`` 0.2x).
+
+    The same adapters, IR and per-weight decisions as :func:`to_relay`; the module embeds every
+    weight as a constant, as TVM's Relax frontends do, and calls the library's TIR kernels
+    (``R.call_tir``) for the weights kept sparse. ONNX models and SciPy matrices; TFLite is
+    refused with :class:`UnsupportedModelError` for now.
+
+    Parameters
+    ----------
+    model, mode, shape_dict, dtype_dict, batch_size
+        As for :func:`to_relay`.
+
+    Returns
+    -------
+    tvm.IRModule
+        Ready for ``tvm.relax.build(mod, target)``; ``main`` takes the model's inputs.
+    """
+    check_mode(mode)
+    _check_backend("relax")
+    from sparse_import.relax_backend.api import to_relax as convert
+
+    mod, _ = convert(
+        model, mode=mode, shape_dict=shape_dict, dtype_dict=dtype_dict, batch_size=batch_size
+    )
+    return mod
 
 
 def inspect(
@@ -145,8 +220,12 @@ def inspect(
     shape_dict: dict[str, Any] | None = None,
     dtype_dict: dict[str, str] | None = None,
     batch_size: int | None = None,
+    backend: str | None = None,
 ) -> list[dict[str, Any]]:
     """One row per sparse weight: layout, sizes, consumer and the lowering ``mode`` chooses.
+
+    ``backend`` (``"relay"`` or ``"relax"``, default :func:`default_backend`) names the backend
+    whose decisions are reported; both plan with :mod:`sparse_import.planning`.
 
     Examples
     --------
@@ -157,7 +236,13 @@ def inspect(
     ((64, 32), 'csr')
     """
     check_mode(mode)
-    from sparse_import import relay_backend as backend
+    if _check_backend(backend) == "relax":
+        from sparse_import.relax_backend.api import inspect as relax_inspect
+
+        return relax_inspect(
+            model, mode=mode, shape_dict=shape_dict, dtype_dict=dtype_dict, batch_size=batch_size
+        )
+    from sparse_import import relay_backend
 
     imported = import_model(model, shape_dict=shape_dict, dtype_dict=dtype_dict)
-    return backend.inspect_rows(imported, mode=mode, batch_size=batch_size)
+    return relay_backend.inspect_rows(imported, mode=mode, batch_size=batch_size)

@@ -224,7 +224,7 @@ def compile_model(
     from .relay_backend.build import build
 
     start = time.perf_counter()
-    mod, params, decisions = lower(loaded.imported, mode=mode, batch_size=batch_size)
+    mod, params, decisions = lower(loaded.imported, mode=mode, batch_size=batch_size, target=target)
     lib = build(mod, params, target=target)
     total = sum(nbytes(v) for v in params.values())
     return CompiledModel(mode, lib, total, decisions, time.perf_counter() - start)
@@ -245,7 +245,7 @@ def resolve_target(target: str | None = None) -> str:
     >>> resolve_target().startswith("llvm")
     True
     """
-    from .kernels.target import resolve
+    from .target import resolve
 
     _check_cpu(target)
     return str(resolve(target)).replace(" -keys=cpu", "")
@@ -291,7 +291,7 @@ def runs_here(target: str) -> str | None:
     import tvm
     from tvm.target import codegen
 
-    from .kernels.target import host_target
+    from .target import host_target
 
     parsed = tvm.target.Target(target)
     if parsed.kind.name != "llvm":

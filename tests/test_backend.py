@@ -450,3 +450,21 @@ def test_single_layer_refuses_what_does_not_fit():
         single_layer.import_model(w, shape_dict={"y": (1, 4)})
     with pytest.raises(UnsupportedModelError, match=r"expected \(\.\.\., 4\)"):
         single_layer.import_model(w, shape_dict={"x": (1, 5)})
+
+
+def test_auto_plans_for_the_target_it_will_be_built_for():
+    """Generic x86-64 (SSE2) has a quarter of AVX-512's lanes: every estimate is slower there,
+    and planning for it leaves the host's pricing untouched afterwards."""
+    from sparse_import.planning import roofline
+    from sparse_import.relay_backend import plan_model
+    from sparse_import.target import resolve, vector_bytes
+
+    imported = single_layer.import_model(_random((512, 256), 0.05))
+    host = dict(plan_model(imported, "auto").decisions[0].estimates)
+    generic = dict(plan_model(imported, "auto", target="llvm").decisions[0].estimates)
+    assert host.keys() == generic.keys()
+    if vector_bytes(resolve(None)) > 16:
+        assert all(generic[k] > host[k] for k in host if k in ("dense", "csr"))
+    assert roofline.lanes(4) == vector_bytes(resolve(None)) // 4
+    _, params, _ = lower(imported, "auto", target="llvm")
+    assert params

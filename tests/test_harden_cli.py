@@ -424,7 +424,7 @@ def test_default_library_names_differ_per_format_and_mode(tmp_path, monkeypatch)
 
 
 def test_target_reaches_the_build_and_the_header(tmp_path, monkeypatch):
-    from sparse_import.kernels.target import resolve
+    from sparse_import.target import resolve
 
     build_module = importlib.import_module("sparse_import.relay_backend.build")
     seen = []

@@ -25,8 +25,8 @@ from sparse_import.kernels import (
     sparse_dense,
     sparse_dense_schedule,
 )
-from sparse_import.kernels.target import host_target, resolve, simd_lanes, vector_bytes
 from sparse_import.relay_backend import build, run, strategy
+from sparse_import.target import host_target, resolve, simd_lanes, vector_bytes
 
 SEEDS = range(6)
 HOST = resolve(None)
@@ -342,7 +342,7 @@ def test_bad_target_is_a_value_error():
 _THREADED_CHECK = """
 import numpy as np, scipy.sparse as sp, tvm
 from tvm import te
-from sparse_import.kernels.target import resolve
+from sparse_import.target import resolve
 from sparse_import.kernels import Simd, sparse_dense, sparse_dense_schedule
 assert tvm.get_global_func("runtime.NumThreads")() == 2
 target = resolve(None)

@@ -23,7 +23,15 @@ from collections.abc import Iterator, Sequence
 
 from .. import __version__
 from . import bench, compile, inspect, verify
-from ._common import PROG, Parser, error_message, mode_options, model_options, target_options
+from ._common import (
+    PROG,
+    Parser,
+    backend_of,
+    error_message,
+    mode_options,
+    model_options,
+    target_options,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -69,6 +77,7 @@ def _run(parser: Parser, argv: Sequence[str] | None) -> int:
     try:
         with warnings.catch_warnings(), _tvm_diagnostics(diagnostics):
             warnings.filterwarnings("ignore", module=r"tvm\.")
+            backend_of(args, args.command)  # before a command imports its TVM flavour
             status = args.run(args)
             sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         return status
@@ -101,7 +110,11 @@ def _discard_stdout() -> None:
 def _tvm_diagnostics(found: list[str]) -> Iterator[None]:
     """Collect the messages TVM's type checker would print to stderr, to put them in the one
     error line instead."""
-    from tvm.ir import diagnostics  # every command imports TVM to read the model
+    try:
+        from tvm.ir import diagnostics  # every command imports TVM to read the model
+    except ImportError:  # maintained TVM (Relax) has no Relay type checker to quiet
+        yield
+        return
 
     def collect(context) -> None:
         found.extend(str(d.message) for d in context.diagnostics)

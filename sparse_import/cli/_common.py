@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, NoReturn
 import numpy as np
 
 from .._format import one_line, shape_text
-from ..api import MODES
+from ..api import BACKENDS, MODES, default_backend
 
 if TYPE_CHECKING:
     from ..pipeline import LoadedModel
@@ -115,7 +115,30 @@ def model_options() -> argparse.ArgumentParser:
         metavar="NAME=DTYPE",
         help="dtype of an input (repeatable), e.g. x=float32",
     )
+    model.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="relay (TVM 0.19) or relax (maintained TVM); default: the TVM installed",
+    )
     return model
+
+
+def backend_of(args: argparse.Namespace, command: str) -> str:
+    """The backend ``--backend`` names (default: the installed TVM's), refused when that TVM is
+    not installed or ``command`` does not support it yet."""
+    chosen = args.backend or default_backend()
+    if chosen != default_backend():
+        raise UsageError(
+            f"argument --backend: {chosen} needs the {chosen.capitalize()} flavour of TVM, which "
+            f'is not installed here (pip install -e ".[{chosen},test]" in its own environment)'
+        )
+    if chosen == "relax" and command != "inspect":
+        raise UsageError(
+            f"{command} builds with Relay only for now; with Relax use inspect, or "
+            "sparse_import.to_relax and tvm.relax.build"
+        )
+    return chosen
 
 
 def mode_options() -> argparse.ArgumentParser:
@@ -143,8 +166,9 @@ def target_options() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------- shared steps
-def load(args: argparse.Namespace) -> tuple[LoadedModel, str]:
-    """Import the model the arguments name; return it and a label for headings."""
+def load(args: argparse.Namespace, command: str) -> tuple[LoadedModel, str]:
+    """Import the model the arguments name, with the backend ``--backend`` names (see
+    :func:`backend_of`); return it and a label for headings."""
     from ..pipeline import demo_model, load_model
 
     if args.model is not None and args.onnx:
@@ -155,7 +179,10 @@ def load(args: argparse.Namespace) -> tuple[LoadedModel, str]:
     else:
         path = Path(args.model)
         label = str(path)
-    loaded = load_model(path, shape_dict=dict(args.shape), dtype_dict=dict(args.dtype))
+    if backend_of(args, command) == "relax":
+        loaded = _load_relax(path, args)
+    else:
+        loaded = load_model(path, shape_dict=dict(args.shape), dtype_dict=dict(args.dtype))
     for name, shape in loaded.resolved.items():
         print(
             f"note: input {name!r} has symbolic dimensions; using shape {shape} "
@@ -163,6 +190,26 @@ def load(args: argparse.Namespace) -> tuple[LoadedModel, str]:
             file=sys.stderr,
         )
     return loaded, f"{label}, {FRAMEWORK_NAMES[loaded.framework]}"
+
+
+def _load_relax(path: Path, args: argparse.Namespace) -> LoadedModel:
+    """The model imported into Relax, its inputs as the Relax module declares them."""
+    from ..pipeline import LoadedModel
+    from ..relax_backend.api import import_model
+    from ..relax_backend.inputs import relax_inputs
+    from ..verify import TensorSpec
+
+    shapes, dtypes = dict(args.shape), dict(args.dtype) or None
+    imported = import_model(path, shape_dict=shapes or None, dtype_dict=dtypes)
+    resolved = {
+        name: tuple(1 if d is None else d for d in shape)
+        for name, shape, _ in relax_inputs(imported)
+        if None in shape
+    }
+    if resolved:  # the sparse kernels need static shapes: symbolic dimensions become 1
+        imported = import_model(path, shape_dict={**shapes, **resolved}, dtype_dict=dtypes)
+    inputs = tuple(TensorSpec(*found) for found in relax_inputs(imported))
+    return LoadedModel(path, imported.framework, imported, inputs, resolved)
 
 
 def target_label(target: str | None, *, runs_here: bool) -> tuple[str, str]:

@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from ..verify import random_inputs
 
     target, target_text = target_label(args.target, runs_here=True)
-    loaded, label = load(args)
+    loaded, label = load(args, "bench")
     inputs = random_inputs(loaded.inputs, 0)
     compiled, library = {}, {}
     with tempfile.TemporaryDirectory(prefix="sparse-import-bench-") as tmp:

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None:
         check_output(args.output)
     target, target_text = target_label(args.target, runs_here=False)
-    loaded, label = load(args)
+    loaded, label = load(args, "compile")
     output = args.output or default_output(loaded.path, args.mode)
     check_output(output)
     with progress(sys.stderr, f"building {args.mode}"):

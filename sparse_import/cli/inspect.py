@@ -11,7 +11,7 @@ import numpy as np
 
 from .._format import format_table, human_bytes, shape_text, short_name
 from ..api import MODES
-from ._common import NO_SPARSE, UsageError, header, load, target_label
+from ._common import NO_SPARSE, UsageError, backend_of, header, load, target_label
 
 if TYPE_CHECKING:
     from ..pipeline import LoadedModel
@@ -40,11 +40,13 @@ def add_parser(commands: Any, parents: dict[str, argparse.ArgumentParser]) -> An
 
 def run(args: argparse.Namespace) -> int:
     """The rows of :func:`sparse_import.inspect` for every mode, as tables or JSON."""
-    from ..relay_backend import inspect_rows
-
     if args.spy is not None and args.spy.exists() and not args.spy.is_dir():
         raise UsageError(f"argument --spy: {str(args.spy)!r} exists and is not a directory")
-    loaded, label = load(args)
+    loaded, label = load(args, "inspect")
+    if backend_of(args, "inspect") == "relax":
+        from ..relax_backend import inspect_rows
+    else:
+        from ..relay_backend import inspect_rows
     target, target_text = target_label(None, runs_here=False)
     rows = {m: inspect_rows(loaded.imported, mode=m) for m in MODES}
     spies = _write_spies(loaded, args.spy) if args.spy is not None else []

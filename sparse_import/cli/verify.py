@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from ..verify import compare, make_oracle, random_inputs
 
     target, target_text = target_label(args.target, runs_here=True)
-    loaded, label = load(args)
+    loaded, label = load(args, "verify")
     oracle = make_oracle(loaded.path, loaded.framework)
     with progress(sys.stderr, f"building {args.mode}"):
         compiled = pipeline.compile_model(loaded, args.mode, target=target)

@@ -1,6 +1,6 @@
 """Latency model of the kernels a lowering runs on: dense, our sparse kernels, TVM's.
 
-Modules are built for the host CPU (:mod:`~sparse_import.kernels.target`), where ``nn.dense``
+Modules are built for the host CPU (:mod:`~sparse_import.target`), where ``nn.dense``
 and ``nn.conv2d`` use AVX2/AVX-512 and ``nn.sparse_dense`` (``x @ W.T``) and 1x1
 ``nn.sparse_conv2d`` run the kernels of :mod:`sparse_import.kernels`. Those are priced by the
 roofline-style model of :mod:`~sparse_import.planning.roofline` (bytes streamed over a measured

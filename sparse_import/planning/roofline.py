@@ -31,10 +31,15 @@ True
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
+from collections.abc import Iterator
 from dataclasses import astuple, dataclass
 from types import MappingProxyType
+
+from .tiling import tiles
 
 __all__ = [
     "BSR_MATVEC",
@@ -105,13 +110,41 @@ _INDEX_BYTES = 2  # uint16 column indices whenever the block columns fit
 _POINTER_BYTES = 4
 
 
-@functools.cache
-def lanes(itemsize: int = 4) -> int:
-    """Values of ``itemsize`` bytes per SIMD register of the host CPU."""
-    from sparse_import.kernels import Simd  # TVM; imported only when a cost is asked for
-    from sparse_import.kernels.target import resolve
+_VECTOR_BYTES: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "vector_bytes", default=None
+)
 
-    return max(1, Simd.from_target(resolve(None)).width // itemsize)
+
+@functools.cache
+def _host_vector_bytes() -> int:
+    from sparse_import.target import resolve, vector_bytes  # TVM: only when a cost is asked
+
+    return vector_bytes(resolve(None))
+
+
+@contextlib.contextmanager
+def vector_width(nbytes: int | None) -> Iterator[None]:
+    """Price kernels for a target whose SIMD registers hold ``nbytes`` (``None``: the host's):
+    a module built for another CPU is planned for that CPU's vectors.
+
+    Examples
+    --------
+    >>> with vector_width(16):  # SSE2: generic x86-64
+    ...     lanes(4)
+    4
+    """
+    token = _VECTOR_BYTES.set(nbytes)
+    try:
+        yield
+    finally:
+        _VECTOR_BYTES.reset(token)
+
+
+def lanes(itemsize: int = 4) -> int:
+    """Values of ``itemsize`` bytes per SIMD register of the target being planned for (the host
+    CPU unless :func:`vector_width` says otherwise)."""
+    nbytes = _VECTOR_BYTES.get()
+    return max(1, (nbytes or _host_vector_bytes()) // itemsize)
 
 
 def dense_seconds(rows: int, cols: int, batch: int, itemsize: int = 4) -> float:
@@ -154,7 +187,6 @@ def _matmul_seconds(
 ) -> float:
     """:func:`~sparse_import.kernels.sparse_matmul` over ``width`` columns: the weight is read
     once per tile of columns."""
-    from sparse_import.kernels.matmul import tiles
 
     per_vector = lanes(itemsize)
     (_, count), _, rest = tiles(width, r, per_vector)
@@ -178,7 +210,6 @@ def conv3x3_sparse_seconds(rows: int, cols: int, values: int, pixels: int) -> fl
     ``SPARSE_CONV3.per_row``, twice that for a tile whose length is not a power of two (LLVM
     splits such vectors).
     """
-    from sparse_import.kernels.matmul import tiles
 
     width = max(1, math.isqrt(pixels))
     (tile, count), _, rest = tiles(width, 1, lanes())

@@ -23,7 +23,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from .target import resolve
+from sparse_import.target import resolve
 
 __all__ = ["Timing", "build", "library_bytes", "run", "time_module"]
 

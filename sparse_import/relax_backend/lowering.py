@@ -22,17 +22,14 @@ from sparse_import.imported import ImportedModel, SparseWeight
 from sparse_import.planning.decide import Candidate, Decision, SiteMatrix
 from sparse_import.planning.modes import MODES, Lowering, check_mode
 from sparse_import.planning.plan import WeightRef, dense, plan
+from sparse_import.target import resolve, simd_lanes
 from sparse_import.tensor import SparseTensor
 
-from . import _compat
 from .rewrite import Operand, SparseCall, rewrite_main
 from .sites import Site, classify
-from .target import resolve, simd_lanes
 from .uses import Use, find_uses, op_name, static_shape
 
 __all__ = ["MODES", "Plan", "inspect_rows", "lower", "plan_model"]
-
-_compat.install()  # the cost model's imports from sparse_import.kernels, under TVM 0.27
 
 
 def _check_arguments(mode: str, batch_size: int | None) -> None:

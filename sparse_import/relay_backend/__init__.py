@@ -11,7 +11,7 @@
 - :mod:`.densify`: a Relay op that expands a CSR weight at run time.
 - :mod:`.single_layer`: the module ``y = nn.dense(x, W)`` for one SciPy / IR weight matrix.
 - :mod:`.build`: compile and run a module on the CPU (TopHub switched off; target
-  :mod:`sparse_import.kernels.target`).
+  :mod:`sparse_import.target`).
 
 Decisions, costs and names come from :mod:`sparse_import.planning`, which knows no Relay. The
 backend knows no file format: it sees Relay, parameters, and the IR of each sparse weight.

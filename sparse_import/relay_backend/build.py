@@ -2,7 +2,7 @@
 
 One place that compiles a Relay module (with TopHub downloads switched off) and runs the result
 through TVM's graph executor, so tests and benchmarks build every module the same way. Modules
-are built for this machine's CPU (:func:`~sparse_import.kernels.target.host_target`) unless a
+are built for this machine's CPU (:func:`~sparse_import.target.host_target`) unless a
 target is given.
 
 Examples
@@ -29,7 +29,7 @@ import tvm
 from tvm import relay
 from tvm.contrib import graph_executor
 
-from sparse_import.kernels.target import resolve
+from sparse_import.target import resolve
 
 __all__ = ["Timing", "build", "run", "time_module"]
 
@@ -49,7 +49,7 @@ def build(
     operator uses TVM's fallback schedule.
 
     A module that multiplies int8/uint8 tensors is built without AVX512-BW, with which TVM 0.19's
-    int8 kernels return wrong sums (:mod:`~sparse_import.kernels.target`).
+    int8 kernels return wrong sums (:mod:`~sparse_import.target`).
 
     TVM 0.19's TIR common-subexpression elimination can bind a vector value to a variable whose
     debug record the LLVM 22 verifier rejects ("LLVM module verification failed ... location of
@@ -66,7 +66,7 @@ def build(
     target : str | tvm.target.Target, optional
         TVM target; ``None`` (default) or ``"host"`` builds for this machine's CPU
         (``"llvm -mcpu=<cpu>"``), ``-mcpu=native`` in a string is replaced by that CPU
-        (:func:`~sparse_import.kernels.target.resolve`).
+        (:func:`~sparse_import.target.resolve`).
     opt_level : int, optional
         Relay optimisation level.
 

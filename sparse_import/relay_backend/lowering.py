@@ -19,10 +19,12 @@ import tvm
 from tvm import relay
 
 from sparse_import.imported import ImportedModel, SparseWeight
+from sparse_import.planning import roofline
 from sparse_import.planning.decide import Candidate, Decision, SiteMatrix
 from sparse_import.planning.modes import MODES, Lowering, check_mode
 from sparse_import.planning.names import NameTable
 from sparse_import.planning.plan import WeightRef, dense, plan
+from sparse_import.target import resolve, vector_bytes
 from sparse_import.tensor import SparseTensor
 
 from . import compress
@@ -154,7 +156,10 @@ def _materialize(
 
 
 def lower(
-    imported: ImportedModel, mode: str = "auto", batch_size: int | None = None
+    imported: ImportedModel,
+    mode: str = "auto",
+    batch_size: int | None = None,
+    target: str | tvm.target.Target | None = None,
 ) -> tuple[tvm.IRModule, dict[str, Any], tuple[Decision, ...]]:
     """Lower every sparse weight of ``imported`` as ``mode`` says.
 
@@ -173,6 +178,9 @@ def lower(
     batch_size : int, optional
         Rows of the matrix-product input assumed by the cost model (default: from the
         input shapes, else ``cost.DEFAULT_BATCH``).
+    target : str or tvm.target.Target, optional
+        The target the module will be built for (default: this machine's CPU); ``auto``
+        prices the kernels for its vector width.
 
     Returns
     -------
@@ -201,7 +209,7 @@ def lower(
     >>> str(decision.lowering), sorted(params)
     ('csr', ['weight.data', 'weight.indices', 'weight.indptr'])
     """
-    planned = plan_model(imported, mode, batch_size)
+    planned = plan_model(imported, mode, batch_size, target)
     mod, decisions = planned.mod, planned.decisions
     if not planned.calls and not planned.expansions:
         return imported.mod, _materialize(imported, mod["main"], dict(imported.params)), decisions
@@ -233,8 +241,19 @@ class Plan:
     expansions: dict[str, compress.CompressedWeight] = field(default_factory=dict)
 
 
-def plan_model(imported: ImportedModel, mode: str = "auto", batch_size: int | None = None) -> Plan:
-    """Decide every weight of ``imported`` without rewriting or densifying anything."""
+def plan_model(
+    imported: ImportedModel,
+    mode: str = "auto",
+    batch_size: int | None = None,
+    target: str | tvm.target.Target | None = None,
+) -> Plan:
+    """Decide every weight of ``imported`` for ``target`` (default: this machine's CPU) without
+    rewriting or densifying anything."""
+    with roofline.vector_width(vector_bytes(resolve(target))):
+        return _plan_model(imported, mode, batch_size)
+
+
+def _plan_model(imported: ImportedModel, mode: str, batch_size: int | None) -> Plan:
     _check_arguments(mode, batch_size)
     mod = relay.transform.InferType()(imported.mod)
     func = mod["main"]
@@ -257,7 +276,10 @@ def plan_model(imported: ImportedModel, mode: str = "auto", batch_size: int | No
 
 
 def inspect_rows(
-    imported: ImportedModel, mode: str = "auto", batch_size: int | None = None
+    imported: ImportedModel,
+    mode: str = "auto",
+    batch_size: int | None = None,
+    target: str | tvm.target.Target | None = None,
 ) -> list[dict[str, Any]]:
     """One row per sparse weight: what the model stores and how ``mode`` lowers it.
 
@@ -268,7 +290,7 @@ def inspect_rows(
     the adapter made constants of the graph follow, with ``param`` ``None`` and lowering
     ``dense``. Nothing is rewritten or densified.
     """
-    decisions = plan_model(imported, mode, batch_size).decisions
+    decisions = plan_model(imported, mode, batch_size, target).decisions
     rows = [
         {
             **_stored(w.source),

@@ -22,7 +22,7 @@ from sparse_import import from_scipy  # noqa: E402
 from sparse_import.relax_backend import build, lower, run, single_layer, to_relax  # noqa: E402
 from sparse_import.relax_backend.kernels import KernelShape, matmul, matvec  # noqa: E402
 from sparse_import.relax_backend.rewrite import Operand  # noqa: E402
-from sparse_import.relax_backend.target import resolve, simd_lanes  # noqa: E402
+from sparse_import.target import resolve, simd_lanes  # noqa: E402
 
 TARGET = resolve()
 BATCHES = (1, 3, 16, 40)

@@ -1,5 +1,9 @@
 """The compilation target: this machine's CPU by default, and what its vectors hold.
 
+Shared by both backends: it runs under TVM 0.19 (Relay, target strings) and TVM 0.27 (Relax,
+which takes targets as dicts only); :func:`resolve` builds every target from a dict, and reads a
+string ``"llvm -mcpu=... -mattr=..."`` into one when the installed TVM refuses the string.
+
 TVM's plain ``llvm`` target is generic x86-64 (SSE2): it leaves AVX2 and AVX-512 unused, which
 slows dense products 1.8-6.6x on a Zen 4. :func:`host_target` names the CPU the process runs on
 as TVM's LLVM reports it (TVM rejects ``-mcpu=native``); :func:`resolve` turns what a caller
@@ -20,9 +24,11 @@ Two defects of TVM 0.19's x86 int8 kernels on modern CPUs are kept out of every 
 
 Examples
 --------
->>> from sparse_import.kernels.target import host_target, resolve, simd_lanes
+>>> from sparse_import.target import host_target, resolve, simd_lanes
 >>> host_target().startswith("llvm -mcpu=")
 True
+>>> resolve("llvm -mcpu=znver4").attrs["mcpu"]
+'znver4'
 >>> str(resolve("llvm").kind)
 'llvm'
 >>> simd_lanes(resolve("llvm"), "float32")  # generic x86-64: SSE2, 16-byte vectors
@@ -92,11 +98,25 @@ def resolve(
         cpu = host_target().partition("-mcpu=")[2]
         target = target.replace(_NATIVE, f"-mcpu={cpu}" if cpu else "")
     try:
-        parsed = tvm.target.Target(target)
-    except (tvm.TVMError, ValueError) as error:
-        reason = str(error).strip().splitlines()[-1]  # TVM's message ends its traceback
+        parsed = tvm.target.Target(_as_dict(target))
+    except Exception as error:  # TVM raises its own error types (TVMError, ValueError, ...)
+        lines = str(error).strip().splitlines()  # TVM's message ends its traceback
+        reason = lines[-1] if lines else type(error).__name__
         raise ValueError(f"target {target!r} is not a TVM target: {reason}") from None
     return _without(parsed, features)
+
+
+def _as_dict(target: str) -> str | dict[str, object]:
+    """``"llvm -mcpu=x -mattr=+a,-b"`` as ``{"kind": "llvm", "mcpu": "x", "mattr": [...]}``,
+    which every TVM takes; anything else (a tag, other flags) is returned unchanged."""
+    kind, *flags = target.split()
+    config: dict[str, object] = {"kind": kind}
+    for flag in flags:
+        key, sep, value = flag.lstrip("-").partition("=")
+        if not flag.startswith("-") or not sep or key not in ("mcpu", "mtriple", "mattr"):
+            return target
+        config[key] = value.split(",") if key == "mattr" else value
+    return config
 
 
 def _without(target: tvm.target.Target, features: tuple[str, ...]) -> tvm.target.Target:
