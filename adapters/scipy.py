@@ -22,6 +22,7 @@ import numpy as np
 
 from sparse_import import _checks
 from sparse_import._codec import index_dtype
+from sparse_import._to_scipy import to_scipy  # noqa: F401  (the inverse, re-exported)
 from sparse_import.errors import SparseFormatError, tensor_label
 from sparse_import.layouts import bsr_layout, coo_layout, csc_layout, csr_layout
 from sparse_import.levels import LevelFormat
@@ -355,48 +356,3 @@ def from_scipy(matrix: Any, name: str | None = None) -> SparseTensor:
     tensor = reader(matrix, shape, name, label)
     tensor.validate()
     return tensor
-
-
-def to_scipy(
-    tensor: SparseTensor, format: str = "csr", blocksize: tuple[int, int] | None = None
-) -> Any:
-    """A SciPy sparse array with the stored values of ``tensor`` (rank 2), explicit zeros kept.
-
-    CSR, CSC and BSR tensors already in that layout are wrapped without re-deriving anything;
-    any other layout goes through its exact coordinates. The tensor is validated in full first,
-    so SciPy only ever sees checked index arrays.
-    """
-    sp = _scipy()
-    if tensor.rank != 2:
-        raise ValueError(f"{tensor_label(tensor.name)}: to_scipy needs rank 2, got {tensor.shape}")
-    if tensor.dtype == np.float16:
-        raise ValueError(
-            f"{tensor_label(tensor.name)}: SciPy sparse arrays cannot hold float16 values; "
-            "convert first with tensor.astype(numpy.float32)"
-        )
-    tensor.validate()
-    blocks = tensor.block_shape if blocksize is None else tuple(blocksize)
-    if format in ("csr", "csc", "bsr"):
-        own = {"csr": csr_layout(), "csc": csc_layout(), "bsr": bsr_layout(blocks)}[format]
-        if tensor.is_layout(own):
-            # The tensor's own arrays: the one compressed level holds indptr and indices.
-            k = next(i for i, lvl in enumerate(tensor.levels) if lvl.format is COMPRESSED)
-            data = tensor.values.reshape(-1, *blocks) if format == "bsr" else tensor.values
-            cls = getattr(sp, f"{format}_array")
-            return cls((data, tensor.coordinates[k], tensor.positions[k]), shape=tensor.shape)
-    coords, values = tensor.coo()
-    coo = sp.coo_array((values, (coords[:, 0], coords[:, 1])), shape=tensor.shape)
-    if format == "coo":
-        return coo
-    if format == "csr":
-        return coo.tocsr()
-    if format == "csc":
-        return coo.tocsc()
-    if format == "bsr":
-        for d in (0, 1):
-            if tensor.shape[d] % blocks[d]:
-                raise ValueError(
-                    f"{tensor_label(tensor.name)}: block {blocks} does not divide {tensor.shape}"
-                )
-        return coo.tocsr().tobsr(blocksize=blocks)
-    raise ValueError(f"unknown SciPy format {format!r}; expected csr, csc, coo or bsr")

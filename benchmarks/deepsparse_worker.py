@@ -1,7 +1,11 @@
 """A DeepSparse engine server for ``bench_models``, driven over stdin/stdout, one JSON per line.
 
 DeepSparse 1.8 runs on Python 3.10 with NumPy < 2, so it lives in its own virtualenv and this
-script runs there; it imports nothing from the project. Commands (each answered by one line,
+script runs there; it imports nothing from the project. Set up once:
+
+    python3.10 -m venv /work/dsenv
+    /work/dsenv/bin/pip install deepsparse==1.8.0 "numpy<2" "onnx<1.17"
+ Commands (each answered by one line,
 ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``):
 
 - ``{"cmd": "load", "name": N, "model": PATH, "inputs": NPZ, "outputs": NPZ, "cores": C}``

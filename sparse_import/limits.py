@@ -73,35 +73,6 @@ def dense_byte_limit(limit: int | None) -> Iterator[None]:
         _override = previous
 
 
-def check_model_total(tensors: Iterable[Any], model: str = "model") -> None:
-    """Refuse a model whose sparse tensors together densify past the dense byte limit.
-
-    Parameters
-    ----------
-    tensors : iterable of SparseTensor
-        Every sparse tensor of one model (each counted once); one over the limit by itself is
-        not counted here, because reading it raises a more specific error.
-    model : str
-        How error messages name the model.
-
-    Raises
-    ------
-    DenseLimitError
-        Naming the model, the total and the largest tensor; nothing has been densified yet.
-    """
-    limit = get_dense_byte_limit()
-    # A tensor over the limit on its own is left to its own, more specific error.
-    tensors = [t for t in tensors if t.dense_nbytes <= limit]
-    total = sum(t.dense_nbytes for t in tensors)
-    if total > limit:
-        largest = max(tensors, key=lambda t: t.dense_nbytes)
-        raise DenseLimitError(
-            f"{model}: its {len(tensors)} sparse tensors need {total} bytes dense together, over "
-            f"the dense byte limit of {limit} bytes (largest: {largest.name!r}, "
-            f"{largest.dense_nbytes} bytes)"
-        )
-
-
 class DenseBudget:
     """The dense bytes one import has allocated for sparse tensors, against the limit.
 

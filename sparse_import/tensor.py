@@ -285,7 +285,7 @@ class SparseTensor:
         blocksize : (int, int), optional
             For ``"bsr"``; defaults to this tensor's own block shape.
         """
-        from sparse_import.adapters.scipy import to_scipy
+        from ._to_scipy import to_scipy
 
         return to_scipy(self, format=format, blocksize=blocksize)
 

@@ -435,16 +435,23 @@ def test_tflite_field_errors(fields, error, message):
 
 
 def test_model_total_is_bounded_by_the_limit():
-    from sparse_import.limits import check_model_total
+    """The budget charges a batch all or nothing, and counts every batch of one model."""
+    from sparse_import.limits import DenseBudget
 
     tensors = [csr([0, 1, 1, 1], [0], name=f"w{i}") for i in range(3)]  # 48 bytes dense each
+    budget = DenseBudget()
     with sparse_import.dense_byte_limit(144):
-        check_model_total(tensors)
+        budget.charge(tensors[:2])
+        budget.charge(tensors[2:])
+    assert (budget.spent, budget.count) == (144, 3)
+    budget = DenseBudget()
     with sparse_import.dense_byte_limit(100):
+        budget.charge(tensors[:1])
         with pytest.raises(
             DenseLimitError,
-            match=r"model: its 3 sparse tensors need 144 bytes "
+            match=r"model: its 3 densified sparse tensors need 144 bytes "
             r"dense together, over the dense byte limit of "
             r"100 bytes \(largest: 'w0', 48 bytes\)",
         ):
-            check_model_total(tensors)
+            budget.charge(tensors[1:])
+    assert (budget.spent, budget.count) == (48, 1)  # nothing charged by the refused batch
