@@ -97,6 +97,24 @@ TABLES = (
          "sparse/dense bytes": ("sparse/dense",)},
         _inference_key,
     ),
+    TableLink(
+        "| model | TVM dense ms | TVM sparse ms | TVM auto ms | onnxruntime ms | DeepSparse ms |",
+        "models.txt", 0,
+        {c: (c,) for c in ("TVM dense ms", "TVM sparse ms", "TVM auto ms", "onnxruntime ms",
+                           "DeepSparse ms")},
+    ),
+    TableLink(
+        "| model | dense / auto | dense / sparse | dense / best peer | best TVM / best peer |",
+        "models.txt", 1,
+        {"dense / auto": ("auto",), "dense / sparse": ("sparse",),
+         "dense / best peer": ("best peer",), "best TVM / best peer": ("best peer vs best TVM",)},
+    ),
+    TableLink(
+        "| model | dense MiB | sparse MiB | auto MiB | dense / sparse |",
+        "models.txt", 4,
+        {"dense MiB": ("dense MiB",), "sparse MiB": ("sparse MiB",), "auto MiB": ("auto MiB",),
+         "dense / sparse": ("dense/sparse",)},
+    ),
 )  # fmt: skip
 
 

@@ -190,8 +190,10 @@ def to_relax(
 
     The same adapters, IR and per-weight decisions as :func:`to_relay`; the module embeds every
     weight as a constant, as TVM's Relax frontends do, and calls the library's TIR kernels
-    (``R.call_tir``) for the weights kept sparse. ONNX models and SciPy matrices; TFLite is
-    refused with :class:`UnsupportedModelError` for now.
+    (``R.call_tir``) for the weights kept sparse; ``mode="sparse"`` expands the other weights
+    from CSR arrays at run time. ONNX models, SciPy matrices and float / float16 TFLite models;
+    a quantized TFLite model is refused with :class:`UnsupportedModelError` naming its first
+    quantized operator (``to_relay`` converts it bit-exact with LiteRT).
 
     Parameters
     ----------

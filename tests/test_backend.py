@@ -363,6 +363,47 @@ def test_nchw_convolution_becomes_sparse_conv2d(kernel):
     np.testing.assert_allclose(_run(mod, params, {"x": x}), expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("kernel", [1, 3])
+@pytest.mark.parametrize("seed", range(3))
+def test_fused_epilogue_after_a_sparse_convolution(kernel, seed):
+    """A folded batch norm, a residual add and a ReLU fuse after the sparse kernel (and run on
+    the schedule's vectorized epilogue): odd pixel counts, exact against NumPy."""
+    rng = np.random.default_rng(seed)
+    cin, cout, h, w_ = 12, 8 + 8 * seed, 5 + seed, 7
+    oihw = _random((cout, cin * kernel * kernel), 0.2, seed=seed).toarray()
+    oihw = oihw.reshape(cout, cin, kernel, kernel).astype(np.float32)
+    weight = SparseTensor.from_dense(oihw, coo_layout(4), name="W")
+    scale = rng.standard_normal((cout, 1, 1)).astype(np.float32)
+    shift = rng.standard_normal((cout, 1, 1)).astype(np.float32)
+    imported = _module(
+        lambda x, r, w: relay.nn.relu(
+            relay.add(
+                relay.add(
+                    relay.multiply(
+                        relay.nn.conv2d(
+                            x, w, kernel_size=(kernel, kernel), padding=(kernel // 2,) * 2
+                        ),
+                        relay.const(scale),
+                    ),
+                    relay.const(shift),
+                ),
+                r,
+            )
+        ),
+        {"x": ((1, cin, h, w_), "float32"), "r": ((1, cout, h, w_), "float32")},
+        weight,
+        consumer="Conv",
+    )
+    mod, params, (decision,) = lower(imported, mode="sparse")
+    assert decision.lowering == "csr" and "nn.sparse_conv2d" in _ops(mod)
+    x = rng.standard_normal((1, cin, h, w_)).astype(np.float32)
+    r = rng.standard_normal((1, cout, h, w_)).astype(np.float32)
+    conv = _conv_nhwc(x.transpose(0, 2, 3, 1), oihw.transpose(2, 3, 1, 0)).transpose(0, 3, 1, 2)
+    expected = np.maximum(conv * scale + shift + r, 0)
+    got = run(build(mod, params), {"x": x, "r": r})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_auto_prices_convolutions_with_their_own_kernels():
     """A 1x1 convolution at 60% density stays dense; at 5% it becomes sparse (measured
     crossover of TVM's kernels on this machine kind: about 25%)."""

@@ -33,10 +33,6 @@ def test_the_other_flavour_is_refused_by_name(capsys):
 @pytest.mark.parametrize("onnx", [True, False])
 def test_inspect_with_the_installed_flavour(capsys, onnx):
     args = ["inspect", "--json", "--backend", INSTALLED] + (["--onnx"] if onnx else [])
-    if INSTALLED == "relax" and not onnx:  # TFLite in Relax: refused by name
-        assert main(args) == 2
-        assert "TFLite models are not yet supported in Relax" in capsys.readouterr().err
-        return
     assert main(args) == 0
     document = json.loads(capsys.readouterr().out)
     assert len(document["weights"]) == 2

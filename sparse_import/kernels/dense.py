@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tvm import te
+from tvm.topi import tag
 
 from ._tir import Simd
 from .matmul import sparse_matmul
@@ -51,10 +52,17 @@ def sparse_dense(
     return te.compute((batch, rows), lambda n, m: yt[0, m, n], name="y", tag=TRANSPOSE_TAG)
 
 
-def sparse_dense_schedule(outs: Sequence[te.Tensor]) -> te.Schedule:
-    """Schedule :func:`sparse_dense`'s output: the transposes run parallel over their rows."""
+def sparse_dense_schedule(outs: Sequence[te.Tensor], lanes: int = 16) -> te.Schedule:
+    """Schedule :func:`sparse_dense`'s output and what Relay fused after it.
+
+    Our transposes run parallel over their rows. Elementwise operators fused after the kernel
+    (a bias, a folded batch norm, a residual add, an activation) are inlined into the last one,
+    which runs parallel over its fused axes, ``lanes`` values to a vector: a default schedule
+    would run that epilogue serially and cost more than the sparse product.
+    """
     outs = list(outs)
     s = te.create_schedule([t.op for t in outs])
+    out_ops = {t.op for t in outs}
     seen = set()
 
     def visit(tensor: te.Tensor) -> None:
@@ -64,9 +72,22 @@ def sparse_dense_schedule(outs: Sequence[te.Tensor]) -> te.Schedule:
         seen.add(op)
         if op.tag == TRANSPOSE_TAG:
             s[op].parallel(op.axis[0])
+        elif _epilogue(op) and op not in out_ops:
+            s[op].compute_inline()
         for child in op.input_tensors:
             visit(child)
 
     for out in outs:
         visit(out)
+    for op in out_ops:
+        if _epilogue(op):
+            fused = s[op].fuse(*op.axis)
+            outer, inner = s[op].split(fused, factor=lanes)
+            s[op].vectorize(inner)
+            s[op].parallel(outer)
     return s
+
+
+def _epilogue(op: te.Operation) -> bool:
+    """An elementwise or broadcast stage Relay fused after the kernel (not one of ours)."""
+    return isinstance(op, te.ComputeOp) and op.tag != TRANSPOSE_TAG and tag.is_injective(op.tag)

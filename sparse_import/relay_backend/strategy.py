@@ -72,7 +72,8 @@ def _supported(x: te.Tensor, data: te.Tensor, indices: te.Tensor, indptr: te.Ten
 
 def _schedule(attrs, outs, target):
     with target:
-        return sparse_dense_schedule(outs)
+        lanes = max(1, Simd.from_target(target).width // 4)
+        return sparse_dense_schedule(outs, lanes)
 
 
 def _sparse_dense_compute(attrs, inputs, out_type):
