@@ -191,9 +191,9 @@ def to_relax(
     The same adapters, IR and per-weight decisions as :func:`to_relay`; the module embeds every
     weight as a constant, as TVM's Relax frontends do, and calls the library's TIR kernels
     (``R.call_tir``) for the weights kept sparse; ``mode="sparse"`` expands the other weights
-    from CSR arrays at run time. ONNX models, SciPy matrices and float / float16 TFLite models;
-    a quantized TFLite model is refused with :class:`UnsupportedModelError` naming its first
-    quantized operator (``to_relay`` converts it bit-exact with LiteRT).
+    from CSR arrays at run time. ONNX models, SciPy matrices and TFLite models, int8 and hybrid
+    ones bit-exact with LiteRT; a quantized operator the Relax import does not compute exactly
+    (a requantizing ``RESHAPE``, say) is refused with :class:`UnsupportedModelError` naming it.
 
     Parameters
     ----------

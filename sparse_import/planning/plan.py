@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sparse_import.tensor import SparseTensor
+
 from . import cost
 from .decide import DENSE, Candidate, Decision, SiteMatrix, candidates, choose, stored_candidates
+from .expansion import csr_bytes
 from .modes import Lowering
 from .product import Product
 
-__all__ = ["WeightRef", "dense", "plan"]
+__all__ = ["WeightRef", "dense", "plan", "plan_expansion"]
 
 
 class WeightRef:
@@ -88,3 +91,20 @@ def plan(
         batch,
     )
     return decision, chosen, sites
+
+
+def plan_expansion(weight: WeightRef, tensor: SparseTensor, why: str) -> Decision:
+    """``mode="sparse"`` for a weight no sparse kernel reads (``why``): ``DENSIFY`` (its CSR
+    arrays, expanded at run time) when they are smaller than the dense weight, else dense."""
+    if tensor.rank == 0 or tensor.dtype.kind not in "biuf":
+        return dense(weight, f"stays dense: {why}")
+    stored, full = csr_bytes(tensor), tensor.dense_nbytes
+    if stored >= full:
+        return dense(
+            weight,
+            f"stays dense: {why}; its CSR arrays ({stored} B) are no smaller than dense ({full} B)",
+        )
+    reason = (
+        f"mode='sparse' keeps it compressed ({stored} of {full} B), expanded at run time: {why}"
+    )
+    return Decision(weight.param, weight.source, weight.consumer, Lowering.DENSIFY, None, reason)

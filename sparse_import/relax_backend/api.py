@@ -1,8 +1,8 @@
 """Entry points of the Relax backend: :func:`to_relax` and :func:`inspect`.
 
-They take what :func:`sparse_import.to_relay` takes (ONNX paths, bytes or ``ModelProto``;
-SciPy sparse matrices or :class:`~sparse_import.SparseTensor`); TFLite is not converted to
-Relax yet.
+They take what :func:`sparse_import.to_relay` takes (TFLite and ONNX paths, bytes or parsed
+models; SciPy sparse matrices or :class:`~sparse_import.SparseTensor`). Quantized TFLite models
+are refused (:mod:`.tflite`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from sparse_import.api import detect_framework
-from sparse_import.errors import UnsupportedModelError
 from sparse_import.imported import ImportedModel
 from sparse_import.planning.decide import Decision
 
@@ -23,19 +22,17 @@ def import_model(
     shape_dict: dict[str, Any] | None = None,
     dtype_dict: dict[str, str] | None = None,
 ) -> ImportedModel:
-    """An :class:`ImportedModel` in Relax for ``model`` (ONNX or SciPy), weights unbound.
+    """An :class:`ImportedModel` in Relax for ``model`` (TFLite, ONNX or SciPy), weights unbound.
 
     Raises
     ------
     UnsupportedModelError
-        A TFLite model (not yet supported in Relax), or anything the adapters refuse.
+        A quantized TFLite model, or anything the adapters refuse.
     """
     framework = detect_framework(model)
     if framework == "tflite":
-        raise UnsupportedModelError(
-            "model: TFLite models are not yet supported in Relax; use sparse_import.to_relay"
-        )
-    if framework == "onnx":
+        from . import tflite as adapter
+    elif framework == "onnx":
         from . import onnx as adapter
     else:
         from . import single_layer as adapter
@@ -54,7 +51,7 @@ def to_relax(
 
     Parameters
     ----------
-    model : path, bytes, onnx.ModelProto, scipy.sparse matrix or SparseTensor
+    model : path, bytes, tflite.Model, onnx.ModelProto, scipy.sparse matrix or SparseTensor
     mode : {"auto", "dense", "sparse"}
         See :func:`sparse_import.relax_backend.lower`.
     shape_dict, dtype_dict : dict, optional

@@ -4,8 +4,10 @@
 (:mod:`.uses`), describes those a kernel computes (:mod:`.sites`), lets
 :mod:`sparse_import.planning` decide per weight (the decisions of the Relay backend), builds the
 compressed arrays straight from the IR and rewrites the reads into ``R.call_tir`` of the kernels
-(:mod:`.rewrite`). A weight lowered dense is densified here, once, charged to the model's dense
-byte budget first, and embedded as a constant like every weight TVM's Relax frontends import.
+(:mod:`.rewrite`); in ``mode="sparse"`` a weight no kernel reads is stored as CSR arrays expanded
+at run time (:mod:`.compress`). A weight lowered dense is densified here, once, charged to the
+model's dense byte budget first, and embedded as a constant like every weight TVM's Relax
+frontends import.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import tvm
 from tvm import relax
 
 from sparse_import.imported import ImportedModel, SparseWeight
+from sparse_import.planning import report
 from sparse_import.planning.decide import Candidate, Decision, SiteMatrix
 from sparse_import.planning.modes import MODES, Lowering, check_mode
-from sparse_import.planning.plan import WeightRef, dense, plan
+from sparse_import.planning.plan import WeightRef, dense, plan, plan_expansion
 from sparse_import.target import resolve, simd_lanes
-from sparse_import.tensor import SparseTensor
 
+from . import compress
+from .compress import CompressedWeight
 from .rewrite import Operand, SparseCall, rewrite_main
 from .sites import Site, classify
 from .uses import Use, find_uses, op_name, static_shape
@@ -75,18 +79,33 @@ def _chain_key(site: Site) -> tuple:
     return tuple((op_name(b.value), str(b.value.attrs), str(b.var.ty)) for b in site.use.chain)
 
 
+def _expanded_at_run_time(
+    weight: SparseWeight, why: str
+) -> tuple[Decision, CompressedWeight | None]:
+    """``mode="sparse"`` for a weight no kernel reads
+    (:func:`~sparse_import.planning.plan.plan_expansion`)."""
+    decision = plan_expansion(_ref(weight), weight.tensor, why)
+    if decision.lowering is not Lowering.DENSIFY:
+        return decision, None
+    return decision, CompressedWeight(weight.tensor)
+
+
 def _lower_weight(
     weight: SparseWeight, uses: Sequence[Use], mode: str, batch_size: int | None
-) -> tuple[Decision, dict[Any, SparseCall]]:
+) -> tuple[Decision, dict[Any, SparseCall], CompressedWeight | None]:
     if not uses:
-        return dense(_ref(weight), "not read by the Relax function"), {}
+        return dense(_ref(weight), "not read by the Relax function"), {}, None
     results = [classify(use, weight.tensor) for use in uses]
     reasons = list(dict.fromkeys(r for r in results if isinstance(r, str)))
     if reasons:
-        return dense(_ref(weight), "stays dense: " + "; ".join(reasons)), {}
+        why = "; ".join(reasons)
+        if mode == "sparse":
+            decision, expansion = _expanded_at_run_time(weight, why)
+            return decision, {}, expansion
+        return dense(_ref(weight), "stays dense: " + why), {}, None
     decision, chosen, sites = plan(_ref(weight), results, mode, batch_size)
     if chosen.lowering is Lowering.DENSE:
-        return decision, {}
+        return decision, {}, None
     operands: dict[tuple, Operand] = {}
     calls = {}
     for site in sites:
@@ -94,7 +113,7 @@ def _lower_weight(
         if key not in operands:
             operands[key] = _operand(site, chosen)
         calls[site.site.use.consumer.var] = SparseCall(site.site, operands[key])
-    return decision, calls
+    return decision, calls, None
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,11 +128,14 @@ class Plan:
         One per weight, in ``imported.weights`` order.
     calls : dict
         Variable of a ``matmul`` binding -> its sparse replacement.
+    expansions : dict
+        Parameter -> its CSR arrays expanded at run time (``Lowering.DENSIFY``).
     """
 
     mod: tvm.IRModule
     decisions: tuple[Decision, ...]
     calls: dict[Any, SparseCall] = field(default_factory=dict)
+    expansions: dict[str, CompressedWeight] = field(default_factory=dict)
 
 
 def plan_model(imported: ImportedModel, mode: str = "auto", batch_size: int | None = None) -> Plan:
@@ -126,12 +148,14 @@ def plan_model(imported: ImportedModel, mode: str = "auto", batch_size: int | No
         reason = "mode='dense' keeps every weight dense"
         return Plan(mod, tuple(dense(_ref(w), reason) for w in imported.weights))
     uses = find_uses(func, {w.param for w in imported.weights})
-    decisions, calls = [], {}
+    decisions, calls, expansions = [], {}, {}
     for weight in imported.weights:
-        decision, found = _lower_weight(weight, uses[weight.param], mode, batch_size)
+        decision, found, expansion = _lower_weight(weight, uses[weight.param], mode, batch_size)
         decisions.append(decision)
         calls.update(found)
-    return Plan(mod, tuple(decisions), calls)
+        if expansion is not None:
+            expansions[weight.param] = expansion
+    return Plan(mod, tuple(decisions), calls, expansions)
 
 
 def _bind_dense(imported: ImportedModel, mod: tvm.IRModule, skip: set[str]) -> tvm.IRModule:
@@ -173,7 +197,9 @@ def lower(
     mode : {"auto", "dense", "sparse"}
         ``"dense"``: every weight becomes a dense constant. ``"sparse"``: every weight whose
         reads all are matrix products a kernel computes is kept compressed (BSR in its own
-        blocks, else CSR); the others stay dense, with the reason. ``"auto"``: per weight the
+        blocks, else CSR); every other weight is stored as CSR arrays expanded at run time
+        (:mod:`.compress`, ``Lowering.DENSIFY``) when they are smaller than the dense weight,
+        else stays dense; the reason is recorded either way. ``"auto"``: per weight the
         fastest of dense, CSR and BSR by :mod:`~sparse_import.planning.cost` (a ``csr_lhs``
         choice runs on this package's CSR kernel).
     batch_size : int, optional
@@ -206,12 +232,14 @@ def lower(
     """
     planned = plan_model(imported, mode, batch_size)
     mod, decisions = planned.mod, planned.decisions
-    compressed = {d.param for d in decisions if d.lowering.compressed}
+    kernels = {d.param for d in decisions if d.lowering in (Lowering.CSR, Lowering.BSR)}
     if planned.calls:
         target = resolve()
         lanes = {dt: simd_lanes(target, dt) for dt in ("float32", "float64")}
-        mod = rewrite_main(mod, planned.calls, compressed, lanes)
-    return _inputs_only(_bind_dense(imported, mod, compressed)), decisions
+        mod = rewrite_main(mod, planned.calls, kernels, lanes)
+    mod = compress.apply(mod, planned.expansions)
+    skip = kernels | set(planned.expansions)
+    return _inputs_only(_bind_dense(imported, mod, skip)), decisions
 
 
 def inspect_rows(
@@ -223,47 +251,4 @@ def inspect_rows(
     rewritten or densified.
     """
     decisions = plan_model(imported, mode, batch_size).decisions
-    rows = [
-        {
-            **_stored(w.source),
-            "param": w.param,
-            "consumer": w.consumer,
-            "lowering": str(d.lowering),
-            "block": d.block,
-            "sparse_lhs": d.sparse_lhs,
-            "batch": d.batch,
-            "reason": d.reason,
-            "estimates": dict(d.estimates),
-        }
-        for w, d in zip(imported.weights, decisions, strict=True)
-    ]
-    for constant in imported.constants:
-        rows.append(
-            {
-                **_stored(constant.source),
-                "param": None,
-                "consumer": constant.consumer,
-                "lowering": str(Lowering.DENSE),
-                "block": None,
-                "sparse_lhs": False,
-                "batch": None,
-                "reason": constant.reason,
-                "estimates": {},
-            }
-        )
-    return rows
-
-
-def _stored(tensor: SparseTensor) -> dict[str, Any]:
-    return {
-        "name": tensor.name,
-        "shape": tensor.shape,
-        "dtype": str(tensor.dtype),
-        "layout": tensor.layout,
-        "stored_block": tensor.block_shape,
-        "index_widths": tensor.index_widths,
-        "nnz": tensor.nnz,
-        "density": tensor.density,
-        "dense_bytes": tensor.dense_nbytes,
-        "stored_bytes": tensor.stored_nbytes,
-    }
+    return report.inspect_rows(imported, decisions)

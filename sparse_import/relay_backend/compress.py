@@ -9,42 +9,18 @@ and their coordinates only, and each run rebuilds the dense weight before its co
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-import scipy.sparse as sp
 import tvm
 from tvm import relay
 
+from sparse_import.planning.expansion import csr_arrays, csr_bytes, matrix_shape
 from sparse_import.tensor import SparseTensor
 
 from .densify import densify
 
 __all__ = ["CompressedWeight", "apply", "csr_bytes", "matrix_shape"]
-
-_UINT16_COLUMNS = np.iinfo(np.uint16).max + 1
-
-
-def matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:
-    """The row-major 2-D view a weight of ``shape`` is stored as."""
-    if len(shape) == 1:
-        return (1, shape[0])
-    return (shape[0], math.prod(shape[1:]))
-
-
-def _index_dtype(cols: int) -> np.dtype:
-    return np.dtype(np.uint16 if cols <= _UINT16_COLUMNS else np.int32)
-
-
-def csr_bytes(tensor: SparseTensor) -> int:
-    """Bytes of the CSR arrays :class:`CompressedWeight` stores for ``tensor``."""
-    rows, cols = matrix_shape(tensor.shape)
-    index = _index_dtype(cols).itemsize
-    pointer = 4 if tensor.nnz < 2**31 else 8
-    return tensor.nnz * (tensor.dtype.itemsize + index) + (rows + 1) * pointer
 
 
 class CompressedWeight:
@@ -60,17 +36,12 @@ class CompressedWeight:
 
     def __init__(self, tensor: SparseTensor, prefix: str) -> None:
         rows, cols = matrix_shape(tensor.shape)
-        # the stored values only: a quantization axis means nothing in the 2-D view
-        plain = dataclasses.replace(tensor, quantization=None)
-        if plain.dtype == np.float16:  # SciPy holds no float16; the round trip is exact
-            plain = plain.astype(np.float32)
-        matrix = sp.csr_array(plain.reshape((rows, cols)).to_scipy("csr"))
-        pointer = np.int32 if matrix.nnz < 2**31 else np.int64
+        data, indices, indptr = csr_arrays(tensor)
         self.shape, self.dtype = tensor.shape, str(tensor.dtype)
         self.arrays = {
-            f"{prefix}.data": np.ascontiguousarray(matrix.data, dtype=tensor.dtype),
-            f"{prefix}.indices": np.ascontiguousarray(matrix.indices, dtype=_index_dtype(cols)),
-            f"{prefix}.indptr": np.ascontiguousarray(matrix.indptr, dtype=pointer),
+            f"{prefix}.data": data,
+            f"{prefix}.indices": indices,
+            f"{prefix}.indptr": indptr,
         }
         self.variables = [
             relay.var(name, shape=value.shape, dtype=str(value.dtype))

@@ -19,16 +19,15 @@ import tvm
 from tvm import relay
 
 from sparse_import.imported import ImportedModel, SparseWeight
-from sparse_import.planning import roofline
+from sparse_import.planning import report, roofline
 from sparse_import.planning.decide import Candidate, Decision, SiteMatrix
 from sparse_import.planning.modes import MODES, Lowering, check_mode
 from sparse_import.planning.names import NameTable
-from sparse_import.planning.plan import WeightRef, dense, plan
+from sparse_import.planning.plan import WeightRef, dense, plan, plan_expansion
 from sparse_import.target import resolve, vector_bytes
-from sparse_import.tensor import SparseTensor
 
 from . import compress
-from .compress import CompressedWeight, csr_bytes
+from .compress import CompressedWeight
 from .kernels import SparseOperand
 from .rewrite import SparseCall, rewrite_module
 from .sites import NON_NUMPY_CAST, Site, classify
@@ -89,25 +88,14 @@ def _chain_key(site: Site) -> tuple:
 def _expanded_at_run_time(
     weight: SparseWeight, why: str, names: NameTable
 ) -> tuple[Decision, CompressedWeight | None]:
-    """``mode="sparse"`` for a weight no kernel reads: CSR arrays expanded in the module, when
-    they are smaller than the dense weight."""
-    tensor = weight.tensor
-    if tensor.rank == 0 or tensor.dtype.kind not in "biuf":
-        return dense(_ref(weight), f"stays dense: {why}"), None
-    stored, full = csr_bytes(tensor), tensor.dense_nbytes
-    if stored >= full:
-        return dense(
-            _ref(weight),
-            f"stays dense: {why}; its CSR arrays ({stored} B) are no smaller than dense ({full} B)",
-        ), None
+    """``mode="sparse"`` for a weight no kernel reads (:func:`~sparse_import.planning.plan.
+    plan_expansion`), with the names of its CSR arrays claimed."""
+    decision = plan_expansion(_ref(weight), weight.tensor, why)
+    if decision.lowering is not Lowering.DENSIFY:
+        return decision, None
     parts = ("data", "indices", "indptr")
     prefix = names.claim(weight.param, lambda p: [f"{p}.{part}" for part in parts])
-    reason = (
-        f"mode='sparse' keeps it compressed ({stored} of {full} B), expanded at run time: {why}"
-    )
-    ref = _ref(weight)
-    decision = Decision(ref.param, ref.source, ref.consumer, Lowering.DENSIFY, None, reason)
-    return decision, CompressedWeight(tensor, prefix)
+    return decision, CompressedWeight(weight.tensor, prefix)
 
 
 def _lower_weight(
@@ -291,48 +279,4 @@ def inspect_rows(
     ``dense``. Nothing is rewritten or densified.
     """
     decisions = plan_model(imported, mode, batch_size, target).decisions
-    rows = [
-        {
-            **_stored(w.source),
-            "param": w.param,
-            "consumer": w.consumer,
-            "lowering": str(d.lowering),
-            "block": d.block,
-            "sparse_lhs": d.sparse_lhs,
-            "batch": d.batch,
-            "reason": d.reason,
-            "estimates": dict(d.estimates),
-        }
-        for w, d in zip(imported.weights, decisions, strict=True)
-    ]
-    for constant in imported.constants:
-        rows.append(
-            {
-                **_stored(constant.source),
-                "param": None,
-                "consumer": constant.consumer,
-                "lowering": str(Lowering.DENSE),
-                "block": None,
-                "sparse_lhs": False,
-                "batch": None,
-                "reason": constant.reason,
-                "estimates": {},
-            }
-        )
-    return rows
-
-
-def _stored(tensor: SparseTensor) -> dict[str, Any]:
-    """The inspect columns that describe a tensor as the model stores it."""
-    return {
-        "name": tensor.name,
-        "shape": tensor.shape,
-        "dtype": str(tensor.dtype),
-        "layout": tensor.layout,
-        "stored_block": tensor.block_shape,
-        "index_widths": tensor.index_widths,
-        "nnz": tensor.nnz,
-        "density": tensor.density,
-        "dense_bytes": tensor.dense_nbytes,
-        "stored_bytes": tensor.stored_nbytes,
-    }
+    return report.inspect_rows(imported, decisions)

@@ -45,21 +45,50 @@ def fixture(request):
     return built, expected
 
 
+@pytest.fixture(scope="module")
+def compiled():
+    """``(fixture name, mode) -> (decisions, executable)``, each built once."""
+    cache = {}
+
+    def get(built, mode):
+        key = (built.name, mode)
+        if key not in cache:
+            shapes = {k: v.shape for k, v in built.inputs.items()}
+            mod, decisions = to_relax(built.model, mode=mode, shape_dict=shapes)
+            cache[key] = decisions, build(mod)
+        return cache[key]
+
+    return get
+
+
 @pytest.mark.parametrize("mode", MODES)
-def test_fixture_matches_onnxruntime(fixture, mode):
+def test_fixture_matches_onnxruntime(fixture, compiled, mode):
     built, expected = fixture
-    shapes = {k: v.shape for k, v in built.inputs.items()}
-    mod, decisions = to_relax(built.model, mode=mode, shape_dict=shapes)
+    decisions, executable = compiled(built, mode)
     assert {d.param for d in decisions} == set(built.weights)
     if mode == "dense":
         assert {str(d.lowering) for d in decisions} == {"dense"}
-    executable = build(mod)
     for inputs, reference in zip(built.all_inputs(), expected, strict=True):
         outputs = run(executable, *inputs.values())
         assert len(outputs) == len(reference)
         for got, want in zip(outputs, reference, strict=True):
             scale = max(float(np.abs(want).max()), 1e-30)
             assert float(np.abs(got - want).max()) / scale <= built.rtol
+
+
+@pytest.mark.parametrize("name", ["conv", "squeezenet"])
+def test_sparse_mode_expands_convolution_weights_at_run_time(compiled, name):
+    """No Relax kernel reads a convolution's weight: sparse mode keeps it as CSR arrays,
+    expanded in the module, and the library is smaller than the dense one."""
+    built = getattr(make_models, name)()
+    decisions, sparse = compiled(built, "sparse")
+    assert {str(d.lowering) for d in decisions} == {"densify"}
+    assert all(
+        "expanded at run time: read by relax.nn.conv2d (argument 1)" in d.reason for d in decisions
+    )
+    if name == "squeezenet":
+        _, dense = compiled(built, "dense")
+        assert library_bytes(sparse) < library_bytes(dense) * 2 // 3
 
 
 def test_sparse_mode_compresses_the_matrix_products():
@@ -70,7 +99,7 @@ def test_sparse_mode_compresses_the_matrix_products():
 
 def test_inspect_rows_without_relay():
     rows = inspect(make_models.gemm().model, mode="sparse")
-    assert {r["lowering"] for r in rows} <= {"dense", "csr", "bsr"}
+    assert {r["lowering"] for r in rows} <= {"dense", "csr", "bsr", "densify"}
     assert all(r["reason"] for r in rows)
     assert sparse_import.__version__
 
@@ -82,11 +111,11 @@ def test_loop_is_refused_with_the_frontend_reason():
         to_relax(make_models.control_flow().model)
 
 
-def test_tflite_is_refused():
+def test_tflite_is_converted():
     from sparse_import.pipeline import demo_model
 
-    with pytest.raises(UnsupportedModelError, match="TFLite models are not yet supported in Relax"):
-        to_relax(demo_model("tflite"))
+    _, decisions = to_relax(demo_model("tflite"), mode="sparse")
+    assert [d.consumer for d in decisions] == ["FULLY_CONNECTED", "FULLY_CONNECTED"]
 
 
 # --------------------------------------------------------------------------- the big MLP
