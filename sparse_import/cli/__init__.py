@@ -45,7 +45,7 @@ def build_parser() -> Parser:
     """The argument parser of ``sparse-import``."""
     parser = Parser(
         prog=PROG,
-        description="Import models with sparse weights (TFLite, ONNX) into Apache TVM Relay.",
+        description="Import models with sparse weights (TFLite, ONNX) into Apache TVM.",
         epilog="Run 'sparse-import COMMAND -h' for the options of a command.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
