@@ -15,6 +15,7 @@ is allocated for them.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Any
 
@@ -23,7 +24,7 @@ import numpy as np
 from sparse_import import _checks
 from sparse_import._codec import index_dtype
 from sparse_import._to_scipy import to_scipy  # noqa: F401  (the inverse, re-exported)
-from sparse_import.errors import SparseFormatError, tensor_label
+from sparse_import.errors import SparseFormatError, UnsupportedModelError, tensor_label
 from sparse_import.layouts import bsr_layout, coo_layout, csc_layout, csr_layout
 from sparse_import.levels import LevelFormat
 from sparse_import.limits import get_dense_byte_limit
@@ -356,3 +357,76 @@ def from_scipy(matrix: Any, name: str | None = None) -> SparseTensor:
     tensor = reader(matrix, shape, name, label)
     tensor.validate()
     return tensor
+
+
+# --------------------------------------------------------------------------- one-layer model
+ONE_LAYER_INPUT = "x"
+ONE_LAYER_WEIGHT = "weight"
+
+
+@dataclasses.dataclass(frozen=True)
+class OneLayer:
+    """The model ``y = x @ W.T`` a backend builds for one weight matrix ``W``.
+
+    Attributes
+    ----------
+    tensor : SparseTensor
+        ``W``, ``(units, in)``.
+    param : str
+        The weight's parameter name: its own name, ``"weight"`` when it has none (or is named
+        like the input).
+    input_shape : tuple of int
+        ``(..., in)``.
+    input_dtype : str
+    """
+
+    tensor: SparseTensor
+    param: str
+    input_shape: tuple[int, ...]
+    input_dtype: str
+
+
+def one_layer(model: Any, shape_dict: Any = None, dtype_dict: Any = None) -> OneLayer:
+    """Check a weight matrix and the caller's input dicts for the one-layer model.
+
+    Parameters
+    ----------
+    model : scipy.sparse matrix or array, or SparseTensor
+    shape_dict, dtype_dict : mapping, optional
+        ``{"x": (..., in)}`` (default ``(1, in)``) and ``{"x": dtype}`` (default the weight's).
+
+    Raises
+    ------
+    UnsupportedModelError
+        A tensor that is not 2-D, or input names, shapes or dtypes that do not fit it.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> w = sp.random_array((8, 4), density=0.5, format="csr", rng=0, dtype=np.float32)
+    >>> layer = one_layer(w, {"x": (2, 4)})
+    >>> layer.param, layer.input_shape, layer.input_dtype
+    ('weight', (2, 4), 'float32')
+    """
+    tensor = model if isinstance(model, SparseTensor) else from_scipy(model, name=None)
+    if tensor.rank != 2:
+        raise UnsupportedModelError(
+            f"{tensor_label(tensor.name)} has shape {tensor.shape}; a one-layer module needs a "
+            "2-D weight (units, in)"
+        )
+    x = ONE_LAYER_INPUT
+    for what, given in (("shape_dict", shape_dict), ("dtype_dict", dtype_dict)):
+        unknown = sorted(set(dict(given or {})) - {x})
+        if unknown:
+            raise UnsupportedModelError(
+                f"{what} names {unknown}; the one-layer module has the single input {x!r}"
+            )
+    shape = tuple(int(d) for d in dict(shape_dict or {}).get(x, (1, tensor.shape[1])))
+    if len(shape) < 2 or shape[-1] != tensor.shape[1] or min(shape) < 1:
+        raise UnsupportedModelError(
+            f"input {x!r} of shape {shape} does not fit {tensor_label(tensor.name)} of shape "
+            f"{tensor.shape}: expected (..., {tensor.shape[1]})"
+        )
+    param = tensor.name if tensor.name and tensor.name != x else ONE_LAYER_WEIGHT
+    dtype = str(dict(dtype_dict or {}).get(x, str(tensor.dtype)))
+    return OneLayer(tensor, param, shape, dtype)

@@ -15,31 +15,13 @@ from typing import Any
 import tvm
 from tvm import relax
 
-from sparse_import.adapters.scipy import from_scipy
-from sparse_import.errors import UnsupportedModelError, tensor_label
+from sparse_import.adapters.scipy import ONE_LAYER_INPUT, ONE_LAYER_WEIGHT, one_layer
 from sparse_import.imported import ImportedModel, SparseWeight
-from sparse_import.tensor import SparseTensor
 
 __all__ = ["INPUT", "WEIGHT", "import_model"]
 
-INPUT = "x"
-WEIGHT = "weight"
-
-
-def _input_shape(shape_dict: Mapping[str, Any] | None, tensor: SparseTensor) -> tuple[int, ...]:
-    shape_dict = dict(shape_dict or {})
-    unknown = sorted(set(shape_dict) - {INPUT})
-    if unknown:
-        raise UnsupportedModelError(
-            f"shape_dict names {unknown}; the one-layer module has the single input {INPUT!r}"
-        )
-    shape = tuple(int(d) for d in shape_dict.get(INPUT, (1, tensor.shape[1])))
-    if len(shape) < 2 or shape[-1] != tensor.shape[1] or min(shape) < 1:
-        raise UnsupportedModelError(
-            f"input {INPUT!r} of shape {shape} does not fit {tensor_label(tensor.name)} of shape "
-            f"{tensor.shape}: expected (..., {tensor.shape[1]})"
-        )
-    return shape
+INPUT = ONE_LAYER_INPUT
+WEIGHT = ONE_LAYER_WEIGHT
 
 
 def import_model(
@@ -79,21 +61,9 @@ def import_model(
     >>> [p.name for p in imported.mod["main"].params]
     ['x', 'weight']
     """
-    tensor = model if isinstance(model, SparseTensor) else from_scipy(model, name=None)
-    if tensor.rank != 2:
-        raise UnsupportedModelError(
-            f"{tensor_label(tensor.name)} has shape {tensor.shape}; a one-layer module needs a "
-            "2-D weight (units, in)"
-        )
-    dtype_dict = dict(dtype_dict or {})
-    unknown = sorted(set(dtype_dict) - {INPUT})
-    if unknown:
-        raise UnsupportedModelError(
-            f"dtype_dict names {unknown}; the one-layer module has the single input {INPUT!r}"
-        )
-    param = tensor.name if tensor.name and tensor.name != INPUT else WEIGHT
-    shape = _input_shape(shape_dict, tensor)
-    x = relax.Var(INPUT, relax.TensorType(shape, dtype_dict.get(INPUT, str(tensor.dtype))))
+    layer = one_layer(model, shape_dict, dtype_dict)
+    tensor, param = layer.tensor, layer.param
+    x = relax.Var(INPUT, relax.TensorType(layer.input_shape, layer.input_dtype))
     w = relax.Var(param, relax.TensorType(tensor.shape, str(tensor.dtype)))
     builder = relax.BlockBuilder()
     with builder.function("main", [x, w], {"num_input": 1}):
