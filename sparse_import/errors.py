@@ -30,3 +30,21 @@ class UnsupportedModelError(ValueError):
 def tensor_label(name: str | None) -> str:
     """Return ``"sparse tensor 'name'"`` (or ``"sparse tensor"``) for error messages."""
     return f"sparse tensor {name!r}" if name else "sparse tensor"
+
+
+def tvm_error_line(exc: BaseException, *, first: bool = False, limit: int = 300) -> str:
+    """``Type: message`` of a TVM exception on one line, at most ``limit`` characters of message.
+
+    TVM puts its C++ backtrace before the message, so the last non-empty line is taken; with
+    ``first``, the first one (the Relax TFLite frontend's Python errors put it there).
+
+    Examples
+    --------
+    >>> tvm_error_line(ValueError("Traceback:\\n  frame 1\\nValueError: bad shape"))
+    'ValueError: bad shape'
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = (lines[0 if first else -1] if lines else "").removeprefix(f"{type(exc).__name__}: ")
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sparse_import.errors import UnsupportedModelError
+from sparse_import.errors import UnsupportedModelError, tvm_error_line
 from sparse_import.imported import DenseTensor, ImportedModel, SparseWeight
 from sparse_import.inputs import check_input_dicts
 
@@ -18,19 +18,6 @@ from .model import load_model, prepare
 from .sparse import from_onnx, to_onnx
 
 __all__ = ["from_onnx", "import_model", "to_onnx"]
-
-_MESSAGE_CHARS = 300
-
-
-def _one_line(exc: BaseException) -> str:
-    """``Type: message`` on one line: the last line of a TVM error (its C++ backtrace comes
-    first), shortened to a few hundred characters."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = lines[-1] if lines else ""
-    text = text.removeprefix(f"{type(exc).__name__}: ")  # TVM repeats the type on that line
-    if len(text) > _MESSAGE_CHARS:
-        text = text[: _MESSAGE_CHARS - 3] + "..."
-    return f"{type(exc).__name__}: {text}"
 
 
 def import_model(
@@ -109,7 +96,7 @@ def import_model(
         )
     except Exception as exc:  # TVM raises anything from KeyError to TVMError
         raise UnsupportedModelError(
-            f"model: TVM's ONNX frontend cannot convert it: {_one_line(exc)}"
+            f"model: TVM's ONNX frontend cannot convert it: {tvm_error_line(exc)}"
         ) from exc
     weights = tuple(
         SparseWeight(name, tensor, tensor, consumer)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["MODES", "Lowering", "check_mode"]
+import numpy as np
+
+__all__ = ["MODES", "Lowering", "check_arguments", "check_mode"]
 
 MODES = ("dense", "sparse", "auto")
 
@@ -44,3 +46,23 @@ def check_mode(mode: str) -> None:
     """
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+
+
+def check_arguments(mode: str, batch_size: int | None) -> None:
+    """Refuse an unknown ``mode`` or a ``batch_size`` that is not a positive int (or ``None``).
+
+    Examples
+    --------
+    >>> check_arguments("auto", 8)
+    >>> check_arguments("auto", 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: batch_size must be a positive int, got 0
+    """
+    check_mode(mode)
+    if batch_size is not None and (
+        not isinstance(batch_size, (int, np.integer))
+        or isinstance(batch_size, bool)
+        or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")

@@ -23,7 +23,7 @@ from tvm import relax
 from sparse_import.imported import ImportedModel, SparseWeight
 from sparse_import.planning import report
 from sparse_import.planning.decide import Candidate, Decision, SiteMatrix
-from sparse_import.planning.modes import MODES, Lowering, check_mode
+from sparse_import.planning.modes import MODES, Lowering, check_arguments
 from sparse_import.planning.plan import WeightRef, dense, plan, plan_expansion
 from sparse_import.target import resolve, simd_lanes
 
@@ -34,16 +34,6 @@ from .sites import Site, classify
 from .uses import Use, find_uses, op_name, static_shape
 
 __all__ = ["MODES", "Plan", "inspect_rows", "lower", "plan_model"]
-
-
-def _check_arguments(mode: str, batch_size: int | None) -> None:
-    check_mode(mode)
-    if batch_size is not None and (
-        not isinstance(batch_size, (int, np.integer))
-        or isinstance(batch_size, bool)
-        or batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
 
 def _check_weights(func: relax.Function, imported: ImportedModel) -> None:
@@ -140,7 +130,7 @@ class Plan:
 
 def plan_model(imported: ImportedModel, mode: str = "auto", batch_size: int | None = None) -> Plan:
     """Decide every weight of ``imported`` without rewriting or densifying anything."""
-    _check_arguments(mode, batch_size)
+    check_arguments(mode, batch_size)
     mod = relax.transform.Normalize()(imported.mod)
     func = mod["main"]
     _check_weights(func, imported)

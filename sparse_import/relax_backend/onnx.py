@@ -13,22 +13,11 @@ from typing import Any
 
 from sparse_import.adapters.onnx.inputs import declared_inputs
 from sparse_import.adapters.onnx.model import load_model, prepare
-from sparse_import.errors import UnsupportedModelError
+from sparse_import.errors import UnsupportedModelError, tvm_error_line
 from sparse_import.imported import DenseTensor, ImportedModel, SparseWeight
 from sparse_import.inputs import check_input_dicts
 
 __all__ = ["import_model"]
-
-_MESSAGE_CHARS = 300
-
-
-def _one_line(exc: BaseException) -> str:
-    """``Type: message`` on one line: the last line of a TVM error, shortened."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = (lines[-1] if lines else "").removeprefix(f"{type(exc).__name__}: ")
-    if len(text) > _MESSAGE_CHARS:
-        text = text[: _MESSAGE_CHARS - 3] + "..."
-    return f"{type(exc).__name__}: {text}"
 
 
 def import_model(
@@ -98,7 +87,7 @@ def import_model(
         )
     except Exception as exc:  # TVM raises anything from KeyError to TVMError
         raise UnsupportedModelError(
-            f"model: TVM's Relax ONNX frontend cannot convert it: {_one_line(exc)}"
+            f"model: TVM's Relax ONNX frontend cannot convert it: {tvm_error_line(exc)}"
         ) from exc
     weights = tuple(
         SparseWeight(name, tensor, tensor, consumer)

@@ -40,7 +40,12 @@ from sparse_import.adapters.tflite.loader import (
     with_buffer_data,
 )
 from sparse_import.adapters.tflite.reader import sparse_tensors
-from sparse_import.errors import SparseFormatError, UnsupportedModelError, UnsupportedSparsityError
+from sparse_import.errors import (
+    SparseFormatError,
+    UnsupportedModelError,
+    UnsupportedSparsityError,
+    tvm_error_line,
+)
 from sparse_import.imported import DenseTensor, ImportedModel, SparseWeight
 from sparse_import.inputs import check_input_dicts
 from sparse_import.limits import DenseBudget
@@ -61,7 +66,6 @@ OWN_ERRORS = (SparseFormatError, UnsupportedSparsityError, UnsupportedModelError
 EXPRESSION_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"})
 OUTPUT = "OUTPUT"  # consumer of a sparse tensor that is itself a model output
 TRANSPOSE_CONV = "relax.nn.conv2d_transpose"
-_MESSAGE_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -70,15 +74,6 @@ class _Dense:
 
     tensor: SparseTensor
     source: SparseTensor
-
-
-def _one_line(exc: BaseException) -> str:
-    """``Type: message`` on one line: the first non-empty line of a TVM error, shortened."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = (lines[0] if lines else "").removeprefix(f"{type(exc).__name__}: ")
-    if len(text) > _MESSAGE_CHARS:
-        text = text[: _MESSAGE_CHARS - 3] + "..."
-    return f"{type(exc).__name__}: {text}"
 
 
 @functools.cache
@@ -381,7 +376,8 @@ def import_model(
         raise
     except Exception as exc:  # TVM raises anything from AssertionError to TVMError
         raise UnsupportedModelError(
-            f"model: TVM's Relax TFLite frontend cannot convert it: {_one_line(exc)}"
+            "model: TVM's Relax TFLite frontend cannot convert it: "
+            f"{tvm_error_line(exc, first=True)}"
         ) from exc
     done = made[0]
     variables, weights = done.weights()

@@ -21,7 +21,7 @@ from tvm import relay
 from sparse_import.imported import ImportedModel, SparseWeight
 from sparse_import.planning import report, roofline
 from sparse_import.planning.decide import Candidate, Decision, SiteMatrix
-from sparse_import.planning.modes import MODES, Lowering, check_mode
+from sparse_import.planning.modes import MODES, Lowering, check_arguments
 from sparse_import.planning.names import NameTable
 from sparse_import.planning.plan import WeightRef, dense, plan, plan_expansion
 from sparse_import.target import resolve, vector_bytes
@@ -34,16 +34,6 @@ from .sites import NON_NUMPY_CAST, Site, classify
 from .uses import Use, find_uses
 
 __all__ = ["MODES", "inspect_rows", "lower", "plan_model"]
-
-
-def _check_arguments(mode: str, batch_size: int | None) -> None:
-    check_mode(mode)
-    if batch_size is not None and (
-        not isinstance(batch_size, (int, np.integer))
-        or isinstance(batch_size, bool)
-        or batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
 
 def _check_weights(func: relay.Function, imported: ImportedModel) -> None:
@@ -242,7 +232,7 @@ def plan_model(
 
 
 def _plan_model(imported: ImportedModel, mode: str, batch_size: int | None) -> Plan:
-    _check_arguments(mode, batch_size)
+    check_arguments(mode, batch_size)
     mod = relay.transform.InferType()(imported.mod)
     func = mod["main"]
     _check_weights(func, imported)
