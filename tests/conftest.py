@@ -32,6 +32,7 @@ RELAX_SUITE = (
     "test_fault_onnx.py",
     "test_lint.py",
     "test_backends_cli.py",
+    "test_plan_neighbours.py",
 )
 HAS_RELAY = importlib.util.find_spec("tvm.relay") is not None
 

@@ -446,6 +446,54 @@ def test_strided_convolution_stays_dense_with_its_reason():
     assert decision.lowering == "densify" and "nn.conv2d with strides (2, 2)" in decision.reason
 
 
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "dilation"),
+    [(3, 2, 1, 1), (1, 2, 0, 1), (7, 2, 3, 1), (3, 1, 0, 1), (3, 1, 2, 2), (1, 1, 1, 1)],
+)
+def test_nchw_convolution_of_any_geometry_keeps_its_weight_sparse(
+    kernel, stride, padding, dilation
+):
+    """Strided, unpadded, dilated or padded 1x1 NCHW convolutions run on the direct kernel
+    (``sparse_import.sparse_conv2d``) in both modes that keep weights sparse."""
+    cin, cout = 6, 10
+    oihw = _random((cout, cin * kernel * kernel), 0.2).toarray()
+    oihw = oihw.reshape(cout, cin, kernel, kernel).astype(np.float32)
+    weight = SparseTensor.from_dense(oihw, coo_layout(4), name="W")
+    imported = _module(
+        lambda x, w: relay.nn.conv2d(
+            x,
+            w,
+            kernel_size=(kernel, kernel),
+            strides=(stride, stride),
+            padding=(padding, padding),
+            dilation=(dilation, dilation),
+        ),
+        {"x": ((1, cin, 13, 10), "float32")},
+        weight,
+        consumer="Conv",
+    )
+    x = np.random.default_rng(SEED).standard_normal((1, cin, 13, 10)).astype(np.float32)
+    expected = _run(*lower(imported, mode="dense")[:2], {"x": x})
+    mod, params, (decision,) = lower(imported, mode="sparse")
+    assert decision.lowering == "csr" and "sparse_import.sparse_conv2d" in _ops(mod)
+    np.testing.assert_allclose(_run(mod, params, {"x": x}), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_grouped_convolution_stays_dense_with_its_reason():
+    oihw = _random((8, 2 * 9), 0.3).toarray().reshape(8, 2, 3, 3).astype(np.float32)
+    weight = SparseTensor.from_dense(oihw, coo_layout(4), name="W")
+    imported = _module(
+        lambda x, w: relay.nn.conv2d(x, w, kernel_size=(3, 3), padding=(1, 1), groups=4),
+        {"x": ((1, 8, 6, 6), "float32")},
+        weight,
+        consumer="Conv",
+    )
+    _, _, (decision,) = lower(imported, mode="auto")
+    assert decision.lowering == "dense" and "groups 4" in decision.reason
+    _, _, (decision,) = lower(imported, mode="sparse")
+    assert decision.lowering == "densify"
+
+
 # ------------------------------------------------------------------ build helper
 def test_build_survives_the_llvm_debug_info_verifier():
     """TIR CSE of this fused transpose makes LLVM 22 reject the module; build() retries."""

@@ -12,13 +12,18 @@
 
 from __future__ import annotations
 
-from tvm import te
+from tvm import te, tir
 
 from ._tir import Simd
 from .dense import TRANSPOSE_TAG
 from .matmul import sparse_matmul, sparse_rows
 
-__all__ = ["sparse_conv2d_1x1", "sparse_conv2d_3x3_nchw"]
+__all__ = [
+    "conv_output_size",
+    "sparse_conv2d_1x1",
+    "sparse_conv2d_3x3_nchw",
+    "sparse_conv2d_nchw",
+]
 
 
 def sparse_conv2d_1x1(
@@ -75,7 +80,8 @@ def sparse_conv2d_1x1(
 def sparse_conv2d_3x3_nchw(
     x: te.Tensor, data: te.Tensor, indices: te.Tensor, indptr: te.Tensor, *, simd: Simd
 ) -> te.Tensor:
-    """A 3x3 convolution, stride 1, padding 1, NCHW, whose weight matrix is sparse.
+    """A 3x3 convolution, stride 1, padding 1, NCHW, whose weight matrix is sparse
+    (:func:`sparse_conv2d_nchw` with those settings).
 
     Parameters
     ----------
@@ -92,44 +98,127 @@ def sparse_conv2d_3x3_nchw(
     te.Tensor
         ``(n, out, h, w)``.
     """
+    return sparse_conv2d_nchw(
+        x, data, indices, indptr, kernel=(3, 3), strides=(1, 1), padding=(1, 1), simd=simd
+    )
+
+
+def conv_output_size(size: int, kernel: int, stride: int, before: int, after: int, dilation=1):
+    """Output extent of a convolution along one axis."""
+    return (size + before + after - (kernel - 1) * dilation - 1) // stride + 1
+
+
+def sparse_conv2d_nchw(
+    x: te.Tensor,
+    data: te.Tensor,
+    indices: te.Tensor,
+    indptr: te.Tensor,
+    *,
+    kernel: tuple[int, int],
+    strides: tuple[int, int],
+    padding: tuple[int, ...],
+    dilation: tuple[int, int] = (1, 1),
+    simd: Simd,
+) -> te.Tensor:
+    """A direct NCHW convolution (any kernel, stride, padding, dilation; one group) whose
+    ``(out, in * kh * kw)`` weight matrix is sparse.
+
+    The padded input is split once into its stride phases: phase ``(i, j)`` holds the pixels
+    ``(s_h * u + i, s_w * v + j)``, so that the input pixels a kernel tap reads for one output
+    row are contiguous in one phase (stride 1: one phase, the padded input itself). Every stored
+    weight ``W[o, (c, kh, kw)]`` then multiplies a contiguous stretch of a phase row into output
+    row ``h`` of channel ``o`` (vectorized along the row, no im2col copy). The column of each
+    stored value becomes its offset in the phases once per call.
+
+    Parameters
+    ----------
+    x : te.Tensor
+        ``(n, in, h, w)``, static.
+    data, indices, indptr : te.Tensor
+        The weight matrix as CSR or BSR with one-column blocks, columns in ``(in, kh, kw)``
+        order (TVM's OIHW flattening).
+    kernel, strides, dilation : tuple[int, int]
+        Per axis (height, width).
+    padding : tuple[int, ...]
+        ``(top, left, bottom, right)``, or ``(vertical, horizontal)``.
+    simd : Simd
+        The target's vectors.
+
+    Returns
+    -------
+    te.Tensor
+        ``(n, out, h_out, w_out)``.
+    """
     n, channels, h, w = (int(d) for d in x.shape)
     rows = (int(indptr.shape[0]) - 1) * (1 if len(data.shape) == 1 else int(data.shape[1]))
-    padded = te.compute(
-        (n, channels, h + 2, w + 2),
-        lambda a, k, i, j: te.if_then_else(
-            te.all(i >= 1, i <= h, j >= 1, j <= w), x[a, k, i - 1, j - 1], 0.0
-        ).astype(x.dtype),
-        name="x_padded",
+    kh, kw = kernel
+    sh, sw = strides
+    dh, dw = dilation
+    top, left, bottom, right = padding if len(padding) == 4 else (*padding, *padding)
+    out_h = conv_output_size(h, kh, sh, top, bottom, dh)
+    out_w = conv_output_size(w, kw, sw, left, right, dw)
+    # per axis: the phase of each tap (position modulo the stride) and its shift inside it
+    phase_h = sorted({t * dh % sh for t in range(kh)})
+    phase_w = sorted({t * dw % sw for t in range(kw)})
+    ph_h, ph_w = len(phase_h), len(phase_w)
+    plane_h = out_h + (kh - 1) * dh // sh
+    plane_w = out_w + (kw - 1) * dw // sw
+    plane = plane_h * plane_w
+
+    def phase_pixel(a, k, i, j, u, v):
+        y = u * sh + _pick(phase_h, i) - top
+        z = v * sw + _pick(phase_w, j) - left
+        inside = te.all(y >= 0, y < h, z >= 0, z < w)
+        return te.if_then_else(inside, x[a, k, y, z], tir.const(0, x.dtype))
+
+    phases = te.compute(
+        (n, channels, ph_h, ph_w, plane_h, plane_w),
+        phase_pixel,
+        name="x_phases",
         tag=TRANSPOSE_TAG,
     )
+    taps_per_channel = kh * kw
 
-    plane = (h + 2) * (w + 2)
-    taps = te.compute(  # weight column (c, kh, kw) -> its input offset, once per call
-        indices.shape,
-        lambda b: (
-            indices[b].astype("int32") // 9 * plane
-            + indices[b].astype("int32") % 9 // 3 * (w + 2)
-            + indices[b].astype("int32") % 3
-        ),
-        name="tap_offsets",
-        tag=TRANSPOSE_TAG,
-    )
+    def tap(b):
+        col = indices[b].astype("int32")
+        channel, k = col // taps_per_channel, col % taps_per_channel
+        ty, tz = k // kw * dh, k % kw * dw
+        i, j = _index(phase_h, ty % sh), _index(phase_w, tz % sw)
+        return ((channel * ph_h + i) * ph_w + j) * plane + ty // sh * plane_w + tz // sw
 
-    def x_row(o, tap):
-        return (o // h * channels * (h + 2) + o % h) * (w + 2) + tap
+    taps = te.compute(indices.shape, tap, name="tap_offsets", tag=TRANSPOSE_TAG)
+
+    def x_row(o, offset):
+        return o // out_h * channels * ph_h * ph_w * plane + o % out_h * plane_w + offset
 
     def y_row(o, out_channel):
-        return ((o // h * rows + out_channel) * h + o % h) * w
+        return ((o // out_h * rows + out_channel) * out_h + o % out_h) * out_w
 
     return sparse_rows(
-        padded,
+        phases,
         data,
         taps,
         indptr,
-        outer=n * h,
-        width=w,
+        outer=n * out_h,
+        width=out_w,
         x_row=x_row,
         y_row=y_row,
         simd=simd,
-        out_shape=(n, rows, h, w),
+        out_shape=(n, rows, out_h, out_w),
     )
+
+
+def _pick(values: list[int], i: tir.PrimExpr) -> tir.PrimExpr:
+    """``values[i]`` for a loop variable ``i`` (a short list of small constants)."""
+    result = tir.const(values[-1], "int32")
+    for k in range(len(values) - 2, -1, -1):
+        result = tir.Select(i == k, tir.const(values[k], "int32"), result)
+    return result
+
+
+def _index(values: list[int], v: tir.PrimExpr) -> tir.PrimExpr:
+    """The position of ``v`` in ``values`` (``v`` is one of them)."""
+    result = tir.const(len(values) - 1, "int32")
+    for k in range(len(values) - 2, -1, -1):
+        result = tir.Select(v == values[k], tir.const(k, "int32"), result)
+    return result

@@ -20,7 +20,7 @@ __all__ = ["TRANSPOSE_TAG", "sparse_dense", "sparse_dense_schedule"]
 
 TRANSPOSE_TAG = "sparse_import.transpose"
 """Tag of the data movement around the kernels (transposes, padding): scheduled parallel over
-its first axis."""
+its first axis (its first two when it has more than two)."""
 
 
 def sparse_dense(
@@ -70,8 +70,8 @@ def sparse_dense_schedule(outs: Sequence[te.Tensor], lanes: int = 16) -> te.Sche
         if op in seen:
             return
         seen.add(op)
-        if op.tag == TRANSPOSE_TAG:
-            s[op].parallel(op.axis[0])
+        if op.tag == TRANSPOSE_TAG:  # one image: its channels in parallel
+            s[op].parallel(s[op].fuse(*op.axis[:2]) if len(op.axis) > 2 else op.axis[0])
         elif _epilogue(op) and op not in out_ops:
             s[op].compute_inline()
         for child in op.input_tensors:

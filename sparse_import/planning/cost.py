@@ -315,36 +315,62 @@ def bsr_seconds(
 
 
 def conv_seconds(
-    layout: str, kernel: int, rows: int, cols: int, pixels: int, *, stored: int | None = None
+    layout: str,
+    kernel: int,
+    rows: int,
+    cols: int,
+    pixels: int,
+    *,
+    stored: int | None = None,
+    stride: int = 1,
 ) -> float:
-    """Estimated time of a stride-1 convolution: ``nn.conv2d`` when ``stored`` is ``None``,
-    else ``nn.sparse_conv2d`` with ``stored`` values (ours for 1x1 and 3x3 NCHW, TVM's for 3x3
-    NHWC).
+    """Estimated time of a convolution: ``nn.conv2d`` when ``stored`` is ``None``, else a
+    sparse convolution with ``stored`` values (ours for 1x1 and for the direct NCHW kernel,
+    any kernel size and stride; TVM's for 3x3 NHWC).
 
     Parameters
     ----------
     layout : str
         ``"NHWC"`` or ``"NCHW"``.
     kernel : int
-        1 or 3.
+        Kernel height and width (NHWC: 1 or 3).
     rows, cols : int
         Weight matrix ``(out, kernel * kernel * in)``.
     pixels : int
         Output pixels ``n * h * w``.
     stored : int, optional
         Stored values of a sparse weight.
+    stride : int
+        A strided direct convolution first splits its input into stride phases (one copy).
     """
     if stored is None:
-        return roofline.conv_dense_seconds(layout, kernel, rows, cols, pixels)
-    if kernel == 1:
+        fitted = 1 if kernel == 1 else 3  # the fitted kernel nearest in work per value
+        return roofline.conv_dense_seconds(layout, fitted, rows, cols, pixels)
+    if kernel == 1 and stride == 1:
         return roofline.conv_sparse_seconds(layout, rows, cols, stored, (1, 1), pixels)
     if layout == "NCHW":
-        return roofline.conv3x3_sparse_seconds(rows, cols, stored, pixels)
+        copied = pixels * stride**2 * (cols // kernel**2) if stride > 1 else 0  # the input
+        return NCHW_BOUNDARY_PER_VALUE * copied + roofline.conv3x3_sparse_seconds(
+            rows, cols, stored, pixels
+        )
     return CONV_SPARSE[layout, kernel].seconds(pixels, stored, rows, cols)
 
 
-def conv_boundary_seconds(layout: str, pixels: int, channels_in: int, channels_out: int) -> float:
-    """Estimated cost a sparse convolution adds around itself in a graph (NCHW layout changes)."""
+def conv_boundary_seconds(
+    layout: str,
+    pixels: int,
+    channels_in: int,
+    channels_out: int,
+    *,
+    dense_in: float = 1.0,
+    dense_out: float = 1.0,
+) -> float:
+    """Estimated cost a sparse convolution adds around itself in a graph (NCHW layout changes).
+
+    ``dense_in`` and ``dense_out`` are the shares of its neighbouring convolutions, on the input
+    and on the output side, that stay dense (their blocked layout needs the change); between two
+    sparse convolutions the data stays NCHW and nothing is paid.
+    """
     if layout != "NCHW":
         return 0.0
-    return NCHW_BOUNDARY_PER_VALUE * pixels * (channels_in + channels_out)
+    return NCHW_BOUNDARY_PER_VALUE * pixels * (channels_in * dense_in + channels_out * dense_out)

@@ -10,6 +10,7 @@ a near tie (within ``cost.TIE_MARGIN``) goes to dense, then to the stored format
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -102,22 +103,47 @@ class SiteMatrix:
             return self.site.matrix.nnz // (block[0] * block[1])
         return matrix.block_count(self.csr, block)
 
-    def seconds(self, candidate: Candidate) -> float:
-        """Estimated time of this site lowered as ``candidate``."""
+    def seconds(self, candidate: Candidate, sparse_convs: Collection[str] = ()) -> float:
+        """Estimated time of this site lowered as ``candidate``, its neighbouring convolutions
+        sparse when their weight is in ``sparse_convs``."""
         rows, cols = self.site.matrix.shape
         nnz = self.site.matrix.nnz
         if self.site.conv is not None:  # CSR or the stored blocks: the stored values count
             layout, kernel = self.site.conv
+            stride = self.site.stride
             if candidate.lowering is Lowering.DENSE:
-                return cost.conv_seconds(layout, kernel, rows, cols, self.batch)
-            boundary = cost.conv_boundary_seconds(layout, self.batch, cols // kernel**2, rows)
-            return boundary + cost.conv_seconds(layout, kernel, rows, cols, self.batch, stored=nnz)
+                return cost.conv_seconds(layout, kernel, rows, cols, self.batch, stride=stride)
+            dense_in, dense_out = self._dense_shares(sparse_convs)
+            boundary = cost.conv_boundary_seconds(
+                layout,
+                self.batch,
+                cols // kernel**2,
+                rows,
+                dense_in=dense_in,
+                dense_out=dense_out,
+            )
+            return boundary + cost.conv_seconds(
+                layout, kernel, rows, cols, self.batch, stored=nnz, stride=stride
+            )
         if candidate.lowering is Lowering.DENSE:
             return cost.dense_seconds(rows, cols, self.batch)
         if candidate.lowering is Lowering.CSR:
             return cost.csr_seconds(rows, cols, nnz, self.batch, sparse_lhs=candidate.sparse_lhs)
         blocks = self.nblocks(candidate.block)
         return cost.bsr_seconds(rows, cols, blocks, candidate.block, self.batch)
+
+    def _dense_shares(self, sparse_convs: Collection[str]) -> tuple[float, float]:
+        """Shares of the neighbouring convolutions (input side, output side) that stay dense."""
+        neighbours = self.site.neighbours
+        if neighbours is None:
+            return 1.0, 1.0
+
+        def share(convs: tuple[str | None, ...]) -> float:
+            if not convs:
+                return 0.0
+            return sum(c is None or c not in sparse_convs for c in convs) / len(convs)
+
+        return share(neighbours.producers), share(neighbours.consumers)
 
 
 def _csr_candidates(sites: list[SiteMatrix]) -> list[Candidate]:

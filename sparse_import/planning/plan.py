@@ -8,7 +8,7 @@ decision with its reason. It knows no compiler front end and no file format.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sparse_import.tensor import SparseTensor
 
@@ -18,7 +18,7 @@ from .expansion import csr_bytes
 from .modes import Lowering
 from .product import Product
 
-__all__ = ["WeightRef", "dense", "plan", "plan_expansion"]
+__all__ = ["WeightRef", "dense", "plan", "plan_expansion", "plan_weights"]
 
 
 class WeightRef:
@@ -51,7 +51,11 @@ def _reason(mode: str, chosen: Candidate, priced: list[tuple[float, Candidate]],
 
 
 def plan(
-    weight: WeightRef, products: Sequence[Product], mode: str, batch_size: int | None = None
+    weight: WeightRef,
+    products: Sequence[Product],
+    mode: str,
+    batch_size: int | None = None,
+    sparse_convs: Collection[str] = (),
 ) -> tuple[Decision, Candidate, list[SiteMatrix]]:
     """Choose how ``weight``, read by ``products`` only, is lowered in ``mode``.
 
@@ -64,6 +68,8 @@ def plan(
     batch_size : int, optional
         Rows of ``x`` the estimates assume (default: each product's own, else
         ``cost.DEFAULT_BATCH``).
+    sparse_convs : collection of str
+        Weights of the neighbouring convolutions taken to be sparse (see :func:`plan_weights`).
 
     Returns
     -------
@@ -75,7 +81,7 @@ def plan(
     sites = [SiteMatrix(p, batch_size or p.batch or cost.DEFAULT_BATCH) for p in products]
     batch = max(s.batch for s in sites)
     priced = sorted(
-        ((sum(s.seconds(c) for s in sites), c) for c in candidates(sites, mode)),
+        ((sum(s.seconds(c, sparse_convs) for s in sites), c) for c in candidates(sites, mode)),
         key=lambda pair: pair[0],
     )
     chosen = choose(priced, [DENSE, *stored_candidates(sites)])
@@ -91,6 +97,44 @@ def plan(
         batch,
     )
     return decision, chosen, sites
+
+
+def _sparse_conv(products: Sequence[Product]) -> bool:
+    return any(p.neighbours is not None for p in products)
+
+
+def plan_weights(
+    requests: Sequence[tuple[WeightRef, Sequence[Product]]],
+    mode: str,
+    batch_size: int | None = None,
+) -> list[tuple[Decision, Candidate, list[SiteMatrix]]]:
+    """:func:`plan` for several weights at once, convolutions priced with their neighbours.
+
+    A sparse NCHW convolution next to a dense one pays a change of layout; next to another
+    sparse one it pays none, so neighbouring convolutions are decided together: every weight
+    read by a convolution with known neighbours starts as sparse, then each is planned in turn
+    with the others' latest lowering, until no decision changes (a few passes at most).
+    """
+    linked = {w.param for w, products in requests if _sparse_conv(products)}
+    sparse = set(linked)
+    results = [None] * len(requests)
+    for _ in range(MAX_PASSES):
+        changed = False
+        for i, (weight, products) in enumerate(requests):
+            result = plan(weight, products, mode, batch_size, frozenset(sparse - {weight.param}))
+            results[i] = result
+            if weight.param in linked:
+                now = result[1].lowering is not Lowering.DENSE
+                if now != (weight.param in sparse):
+                    changed = True
+                    (sparse.add if now else sparse.discard)(weight.param)
+        if not changed:
+            break
+    return results
+
+
+MAX_PASSES = 4
+"""Passes of :func:`plan_weights` over the weights: decisions settle in one or two."""
 
 
 def plan_expansion(weight: WeightRef, tensor: SparseTensor, why: str) -> Decision:

@@ -13,7 +13,27 @@ from dataclasses import dataclass
 
 from sparse_import.tensor import SparseTensor
 
-__all__ = ["Product"]
+__all__ = ["LayoutNeighbours", "Product"]
+
+
+@dataclass(frozen=True)
+class LayoutNeighbours:
+    """The convolutions next to a convolution in its graph, through operators that compute in
+    whatever layout their input has (elementwise, pooling, concatenation).
+
+    Each entry is the weight (parameter name) of such a convolution, or ``None`` for one whose
+    weight is no sparse weight (it always stays dense).
+
+    Attributes
+    ----------
+    producers : tuple[str | None, ...]
+        Convolutions whose output reaches this convolution's input.
+    consumers : tuple[str | None, ...]
+        Convolutions whose input this convolution's output reaches.
+    """
+
+    producers: tuple[str | None, ...] = ()
+    consumers: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -28,21 +48,39 @@ class Product:
         Shape of the product's other input (``None`` for a dynamic dimension).
     conv : tuple[str, int] | None
         ``(data_layout, kernel_size)`` for a convolution, ``None`` for a matrix product.
+    stride : int
+        For a convolution, its stride (the larger of the two axes'); 1 for a matrix product.
+    out_shape : tuple[int | None, ...] | None
+        For a convolution, the shape of its output (``None``: the input's pixels, as with
+        stride 1 and same padding).
+    direct : bool
+        A convolution computed by the direct NCHW kernel, which takes blocks one column wide
+        only (everything NCHW but a 1x1 with stride 1 and no padding, a plain sparse product
+        over the pixels).
+    neighbours : LayoutNeighbours | None
+        For a convolution, the convolutions next to it (what a change of layout around a sparse
+        convolution costs depends on their lowering); ``None``: unknown, each side is priced
+        as if its neighbour were dense.
     """
 
     matrix: SparseTensor
     data_shape: tuple[int | None, ...]
     conv: tuple[str, int] | None = None
+    stride: int = 1
+    out_shape: tuple[int | None, ...] | None = None
+    direct: bool = False
+    neighbours: LayoutNeighbours | None = None
 
     @property
     def batch(self) -> int | None:
         """Rows of ``x`` in ``x @ matrix.T``: leading dims (pixels for a convolution)."""
+        shape = self.data_shape if self.out_shape is None else self.out_shape
         if self.conv is None:
-            lead = self.data_shape[:-1]
+            lead = shape[:-1]
         elif self.conv[0] == "NHWC":
-            lead = self.data_shape[:3]
+            lead = shape[:3]
         else:
-            lead = (self.data_shape[0], *self.data_shape[2:])
+            lead = (shape[0], *shape[2:])
         return None if any(d is None for d in lead) else math.prod(lead)
 
     def allows(self, block: tuple[int, int]) -> bool:
@@ -50,4 +88,4 @@ class Product:
         rows, cols = self.matrix.shape
         if rows % block[0] or cols % block[1]:
             return False
-        return self.conv != ("NCHW", 3) or block[1] == 1  # one-column blocks only there
+        return not self.direct or block[1] == 1  # one-column blocks only there

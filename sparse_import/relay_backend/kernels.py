@@ -21,6 +21,7 @@ from tvm.relay.op.nn import _make as _nn_make  # nn.sparse_conv2d has no Python 
 from sparse_import.planning.roofline import lanes
 
 from . import strategy  # noqa: F401  (registers our kernels for the calls built here)
+from .conv_op import sparse_conv2d
 
 __all__ = ["SparseOperand", "sparse_conv2d_expr", "sparse_dense_expr"]
 
@@ -178,9 +179,16 @@ def sparse_dense_expr(
 
 
 def sparse_conv2d_expr(
-    x: relay.Expr, operand: SparseOperand, prefix: str, *, layout: str, kernel_size: int
+    x: relay.Expr,
+    operand: SparseOperand,
+    prefix: str,
+    *,
+    layout: str,
+    kernel_size: int,
+    geometry: dict | None = None,
 ) -> tuple[relay.Expr, dict[str, np.ndarray]]:
-    """Build TVM's ``nn.sparse_conv2d`` (stride 1, same padding) with a BSR/CSR weight.
+    """Build TVM's ``nn.sparse_conv2d`` (stride 1, same padding) with a BSR/CSR weight, or with
+    ``geometry`` (NCHW) our :func:`~.conv_op.sparse_conv2d` for any stride and padding.
 
     Parameters
     ----------
@@ -194,7 +202,9 @@ def sparse_conv2d_expr(
     layout : str
         ``"NHWC"`` or ``"NCHW"``.
     kernel_size : int
-        1 or 3.
+        1 or 3 (without ``geometry``).
+    geometry : dict, optional
+        :func:`~.conv_op.conv_geometry` of the convolution, for our op.
 
     Returns
     -------
@@ -207,5 +217,7 @@ def sparse_conv2d_expr(
     data, indices, indptr = (
         relay.var(name, shape=value.shape, dtype=str(value.dtype)) for name, value in params.items()
     )
+    if geometry is not None:
+        return sparse_conv2d(x, data, indices, indptr, **geometry), params
     call = _nn_make.sparse_conv2d(x, data, indices, indptr, layout, [kernel_size, kernel_size])
     return call, params

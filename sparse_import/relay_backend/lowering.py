@@ -11,7 +11,7 @@ model's dense byte budget first.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,17 +23,20 @@ from sparse_import.planning import report, roofline
 from sparse_import.planning.decide import Candidate, Decision, SiteMatrix
 from sparse_import.planning.modes import MODES, Lowering, check_arguments
 from sparse_import.planning.names import NameTable
-from sparse_import.planning.plan import WeightRef, dense, plan, plan_expansion
+from sparse_import.planning.plan import WeightRef, dense, plan_expansion, plan_weights
 from sparse_import.target import resolve, vector_bytes
 
 from . import compress
 from .compress import CompressedWeight
 from .kernels import SparseOperand
+from .neighbours import conv_neighbours
 from .rewrite import SparseCall, rewrite_module
 from .sites import NON_NUMPY_CAST, Site, classify
 from .uses import Use, find_uses
 
 __all__ = ["MODES", "inspect_rows", "lower", "plan_model"]
+
+UNREAD = "not read by the Relay function"
 
 
 def _check_weights(func: relay.Function, imported: ImportedModel) -> None:
@@ -88,24 +91,45 @@ def _expanded_at_run_time(
     return decision, CompressedWeight(weight.tensor, prefix)
 
 
-def _lower_weight(
-    weight: SparseWeight,
-    uses: Sequence[Use],
-    mode: str,
-    batch_size: int | None,
-    names: NameTable,
-) -> tuple[Decision, dict[relay.Expr, SparseCall], CompressedWeight | None]:
+def _classify(weight: SparseWeight, uses: Sequence[Use]) -> list[Site] | str:
+    """The weight's sites, or why it cannot be read by sparse kernels."""
     if not uses:
-        return dense(_ref(weight), "not read by the Relay function"), {}, None
+        return UNREAD
     results = [classify(use, weight.tensor) for use in uses]
     reasons = list(dict.fromkeys(r for r in results if isinstance(r, str)))
-    if reasons:
-        why = "; ".join(reasons)
-        if mode == "sparse" and NON_NUMPY_CAST not in why:
-            decision, expansion = _expanded_at_run_time(weight, why, names)
+    return "; ".join(reasons) if reasons else results
+
+
+def _with_neighbours(func: relay.Function, found: dict[str, list[Site] | str]) -> None:
+    """Give every NCHW convolution site the convolutions next to it (:mod:`.neighbours`)."""
+    sites = [s for v in found.values() if not isinstance(v, str) for s in v]
+    weight_of = {s.use.consumer: p for p, v in found.items() if not isinstance(v, str) for s in v}
+    if not any(s.conv is not None and s.conv[0] == "NCHW" for s in sites):
+        return
+    near = conv_neighbours(func, weight_of)
+    for param, value in found.items():
+        if not isinstance(value, str):
+            found[param] = [
+                replace(s, neighbours=near[s.use.consumer]) if s.use.consumer in near else s
+                for s in value
+            ]
+
+
+def _lower_weight(
+    weight: SparseWeight,
+    found: list[Site] | str,
+    planned: tuple[Decision, Candidate, list[SiteMatrix]] | None,
+    mode: str,
+    names: NameTable,
+) -> tuple[Decision, dict[relay.Expr, SparseCall], CompressedWeight | None]:
+    if found is UNREAD:
+        return dense(_ref(weight), UNREAD), {}, None
+    if isinstance(found, str):
+        if mode == "sparse" and NON_NUMPY_CAST not in found:
+            decision, expansion = _expanded_at_run_time(weight, found, names)
             return decision, {}, expansion
-        return dense(_ref(weight), "stays dense: " + why), {}, None
-    decision, chosen, sites = plan(_ref(weight), results, mode, batch_size)
+        return dense(_ref(weight), "stays dense: " + found), {}, None
+    decision, chosen, sites = planned
     if chosen.lowering is Lowering.DENSE:
         return decision, {}, None
     operands: dict[tuple, tuple[SparseOperand, str]] = {}
@@ -240,14 +264,22 @@ def _plan_model(imported: ImportedModel, mode: str, batch_size: int | None) -> P
         reason = "mode='dense' keeps every weight dense"
         return Plan(mod, tuple(dense(_ref(w), reason) for w in imported.weights))
     uses = find_uses(func, {w.param for w in imported.weights})
+    found = {w.param: _classify(w, uses[w.param]) for w in imported.weights}
+    _with_neighbours(func, found)
+    requests = [(_ref(w), found[w.param]) for w in imported.weights]
+    requests = [(ref, sites) for ref, sites in requests if not isinstance(sites, str)]
+    # popped weight by weight below: each weight's SciPy CSR is freed once its operand exists
+    results = plan_weights(requests, mode, batch_size)
+    planned = dict(zip((ref.param for ref, _ in requests), results, strict=True))
+    del results
     names = NameTable([*(p.name_hint for p in func.params), *imported.params])
     decisions, calls, expansions = [], {}, {}
     for weight in imported.weights:
-        decision, found, expansion = _lower_weight(
-            weight, uses[weight.param], mode, batch_size, names
+        decision, replaced, expansion = _lower_weight(
+            weight, found.pop(weight.param), planned.pop(weight.param, None), mode, names
         )
         decisions.append(decision)
-        calls.update(found)
+        calls.update(replaced)
         if expansion is not None:
             expansions[weight.param] = expansion
     return Plan(mod, tuple(decisions), calls, expansions)

@@ -18,8 +18,9 @@ import tvm
 from tvm import relay
 from tvm.relay.dataflow_pattern import DFPatternCallback, is_op, wildcard
 
+from .conv_op import conv_geometry
 from .kernels import SparseOperand, sparse_conv2d_expr, sparse_dense_expr
-from .sites import Site
+from .sites import Site, conv_form
 
 __all__ = ["SparseCall", "rewrite_module"]
 
@@ -49,8 +50,14 @@ class SparseCall:
         """The replacement expression reading ``data`` (the rewritten first argument)."""
         if self.site.conv is not None:
             layout, kernel = self.site.conv
+            attrs = self.site.use.consumer.attrs
             return sparse_conv2d_expr(
-                data, self.operand, self.prefix, layout=layout, kernel_size=kernel
+                data,
+                self.operand,
+                self.prefix,
+                layout=layout,
+                kernel_size=kernel,
+                geometry=None if conv_form(attrs) else conv_geometry(attrs),
             )
         lead = self.site.data_shape[:-1]
         x = data if len(lead) == 1 else relay.reshape(data, (-1, self.operand.shape[1]))

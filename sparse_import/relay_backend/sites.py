@@ -1,10 +1,11 @@
 """Classify the uses of a sparse weight: which can run on TVM's sparse kernels, and why not.
 
 A use becomes a :class:`Site` when its consumer is a matrix product TVM can run with a sparse
-right-hand side (``nn.dense``, ``nn.matmul``) or a convolution TVM's ``nn.sparse_conv2d``
-computes: 1x1 (NHWC/HWIO or NCHW/OIHW), or 3x3 with stride 1 and same padding (NHWC/HWIO with
-any block, NCHW/OIHW with blocks one column wide). Every other use yields the reason it keeps
-the weight dense.
+right-hand side (``nn.dense``, ``nn.matmul``) or a convolution with one group a sparse kernel
+computes: NCHW/OIHW with any square kernel, stride, padding and dilation (1x1 with stride 1 as a
+sparse product over the pixels, any block; the rest on our direct kernel, blocks one column
+wide), or NHWC/HWIO 1x1 or 3x3 with stride 1 and same padding (TVM's ``nn.sparse_conv2d``).
+Every other use yields the reason it keeps the weight dense.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sparse_import.tensor import SparseTensor
 
 from .uses import Use, op_name
 
-__all__ = ["Site", "classify"]
+__all__ = ["Site", "classify", "conv_form"]
 
 # A view chain through such a cast is computed exactly only by folding it on the dense constant
 # (TVM drops the rounding of a bfloat16 round trip of a run-time value).
@@ -84,23 +85,41 @@ def _dtype_reason(data: relay.Expr, weight: SparseTensor, out_dtype: str) -> str
 def _conv_reason(attrs: relay.Expr) -> str | None:
     kernel = tuple(int(k) for k in attrs.kernel_size)
     layouts = (str(attrs.data_layout), str(attrs.kernel_layout))
-    ok_layouts = {("NHWC", "HWIO"), ("NCHW", "OIHW")}
+    if int(attrs.groups) != 1:
+        return (
+            f"nn.conv2d with groups {attrs.groups}: the sparse convolutions compute one group "
+            "(a depthwise or grouped convolution stays dense)"
+        )
+    if kernel[0] != kernel[1]:
+        return f"nn.conv2d with kernel {kernel}: the sparse convolutions take square kernels"
+    if layouts == ("NCHW", "OIHW"):
+        return None  # the direct kernel: any size, stride, padding, dilation
     pad = 0 if kernel == (1, 1) else 1
     checks = (
         (kernel in ((1, 1), (3, 3)), f"kernel {kernel}"),
-        (layouts in ok_layouts, f"layouts {layouts[0]}/{layouts[1]}"),
+        (layouts == ("NHWC", "HWIO"), f"layouts {layouts[0]}/{layouts[1]}"),
         (tuple(int(s) for s in attrs.strides) == (1, 1), f"strides {tuple(attrs.strides)}"),
         (tuple(int(d) for d in attrs.dilation) == (1, 1), f"dilation {tuple(attrs.dilation)}"),
-        (int(attrs.groups) == 1, f"groups {attrs.groups}"),
         (all(int(p) == pad for p in attrs.padding), f"padding {tuple(attrs.padding)}"),
     )
     failed = [what for ok, what in checks if not ok]
     if failed:
         return (
-            f"nn.conv2d with {', '.join(failed)}: TVM's sparse_conv2d computes 1x1 and 3x3 "
-            "convolutions (NHWC/HWIO or NCHW/OIHW) with stride 1, dilation 1, one group and "
-            "same padding"
+            f"nn.conv2d with {', '.join(failed)}: an NHWC sparse convolution is 1x1 or 3x3 "
+            "(HWIO weights) with stride 1, dilation 1 and same padding; NCHW/OIHW takes any "
+            "square kernel"
         )
+    return None
+
+
+def conv_form(attrs: relay.Expr) -> tuple[int, str] | None:
+    """``(kernel, "same")`` for a 1x1 or 3x3 convolution TVM's ``nn.sparse_conv2d`` computes
+    (stride 1, dilation 1, same padding); ``None`` for any other."""
+    kernel = int(attrs.kernel_size[0])
+    plain = all(int(s) == 1 for s in (*attrs.strides, *attrs.dilation))
+    same = all(int(p) == kernel // 2 for p in attrs.padding)
+    if kernel in (1, 3) and int(attrs.kernel_size[1]) == kernel and plain and same:
+        return kernel, "same"
     return None
 
 
@@ -153,7 +172,15 @@ def classify(use: Use, tensor: SparseTensor) -> Site | str:
         layout = str(call.attrs.data_layout)
         conv = (layout, int(call.attrs.kernel_size[0]))
         matrix = _conv_matrix(weight, str(call.attrs.kernel_layout))
-        return Site(use=use, matrix=matrix, data_shape=_shape(data), conv=conv)
+        return Site(
+            use=use,
+            matrix=matrix,
+            data_shape=_shape(data),
+            conv=conv,
+            stride=max(int(s) for s in call.attrs.strides),
+            out_shape=_shape(call),
+            direct=layout == "NCHW" and conv_form(call.attrs) != (1, "same"),
+        )
     if name == "nn.matmul":
         if call.attrs.transpose_a:
             return "nn.matmul with transpose_a: TVM's sparse_dense needs x @ W.T"

@@ -33,7 +33,7 @@ from sparse_import.kernels import (
     sparse_dense_schedule,
 )
 
-__all__ = ["IMPLEMENTATIONS", "MAX_BLOCK", "PLEVEL", "register", "tvm_kernels"]
+__all__ = ["IMPLEMENTATIONS", "MAX_BLOCK", "PLEVEL", "register", "schedule", "tvm_kernels"]
 
 PLEVEL = 30
 """Priority of our implementations (TVM's x86 ones use 10)."""
@@ -70,7 +70,9 @@ def _supported(x: te.Tensor, data: te.Tensor, indices: te.Tensor, indptr: te.Ten
     )
 
 
-def _schedule(attrs, outs, target):
+def schedule(attrs, outs, target):
+    """Our kernels' schedule (:func:`~sparse_import.kernels.sparse_dense_schedule`) for the
+    target's vectors."""
     with target:
         lanes = max(1, Simd.from_target(target).width // 4)
         return sparse_dense_schedule(outs, lanes)
@@ -106,7 +108,7 @@ def _sparse_dense_strategy(attrs, inputs, out_type, target):
         and _supported(*inputs)
     ):
         strategy.add_implementation(
-            _sparse_dense_compute, _schedule, name=IMPLEMENTATIONS[0], plevel=PLEVEL
+            _sparse_dense_compute, schedule, name=IMPLEMENTATIONS[0], plevel=PLEVEL
         )
     return strategy
 
@@ -114,9 +116,7 @@ def _sparse_dense_strategy(attrs, inputs, out_type, target):
 def _sparse_conv2d_strategy(attrs, inputs, out_type, target):
     strategy = tvm_x86.sparse_conv2d_strategy_cpu(attrs, inputs, out_type, target)
     if target.kind.name == "llvm" and _conv_supported(attrs, inputs) and _supported(*inputs):
-        strategy.add_implementation(
-            _conv_compute, _schedule, name=IMPLEMENTATIONS[1], plevel=PLEVEL
-        )
+        strategy.add_implementation(_conv_compute, schedule, name=IMPLEMENTATIONS[1], plevel=PLEVEL)
     return strategy
 
 

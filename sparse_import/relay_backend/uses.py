@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import tvm
 from tvm import relay
 
-__all__ = ["VIEW_OPS", "Use", "find_uses", "op_name"]
+__all__ = ["VIEW_OPS", "Use", "find_uses", "op_name", "parents"]
 
 # Unary operators a frontend puts between a weight and its consumer; each maps to an IR
 # transform (transpose -> SparseTensor.transpose, cast -> astype, the rest -> row-major reshape).
@@ -57,29 +57,29 @@ def op_name(expr: relay.Expr | None) -> str | None:
     return None
 
 
-def _parents(func: relay.Function) -> dict[relay.Expr, list[tuple[relay.Expr | None, int]]]:
+def parents(func: relay.Function) -> dict[relay.Expr, list[tuple[relay.Expr | None, int]]]:
     """Map every expression to the expressions that read it and at which argument position."""
-    parents: dict[relay.Expr, list[tuple[relay.Expr | None, int]]] = defaultdict(list)
+    readers: dict[relay.Expr, list[tuple[relay.Expr | None, int]]] = defaultdict(list)
 
     def visit(node: relay.Expr) -> None:
         if isinstance(node, relay.Call):
             for i, arg in enumerate(node.args):
-                parents[arg].append((node, i))
+                readers[arg].append((node, i))
         elif isinstance(node, relay.Tuple):
             for field in node.fields:
-                parents[field].append((node, -1))
+                readers[field].append((node, -1))
         elif isinstance(node, relay.TupleGetItem):
-            parents[node.tuple_value].append((node, -1))
+            readers[node.tuple_value].append((node, -1))
         elif isinstance(node, relay.Let):
-            parents[node.value].append((node, -1))
-            parents[node.body].append((node, -1))
+            readers[node.value].append((node, -1))
+            readers[node.body].append((node, -1))
         elif isinstance(node, relay.If):
             for part in (node.cond, node.true_branch, node.false_branch):
-                parents[part].append((node, -1))
+                readers[part].append((node, -1))
 
     relay.analysis.post_order_visit(func.body, visit)
-    parents[func.body].append((None, -1))
-    return parents
+    readers[func.body].append((None, -1))
+    return readers
 
 
 def find_uses(func: relay.Function, names: set[str]) -> dict[str, list[Use]]:
@@ -98,7 +98,7 @@ def find_uses(func: relay.Function, names: set[str]) -> dict[str, list[Use]]:
         For every name in ``names`` its uses, in graph order; empty when the function does not
         read the parameter.
     """
-    parents = _parents(func)
+    readers = parents(func)
     uses: dict[str, list[Use]] = {name: [] for name in names}
     for var in func.params:
         if var.name_hint not in names:
@@ -106,7 +106,7 @@ def find_uses(func: relay.Function, names: set[str]) -> dict[str, list[Use]]:
         stack: list[tuple[relay.Expr, tuple[relay.Call, ...]]] = [(var, ())]
         while stack:
             node, chain = stack.pop()
-            for parent, arg in parents.get(node, []):
+            for parent, arg in readers.get(node, []):
                 if op_name(parent) in VIEW_OPS and arg == 0:
                     stack.append((parent, (*chain, parent)))
                 else:
