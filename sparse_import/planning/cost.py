@@ -341,7 +341,7 @@ def conv_seconds(
     stored : int, optional
         Stored values of a sparse weight.
     stride : int
-        A strided direct convolution first splits its input into stride phases (one copy).
+        The convolution's stride.
     """
     if stored is None:
         fitted = 1 if kernel == 1 else 3  # the fitted kernel nearest in work per value
@@ -349,10 +349,7 @@ def conv_seconds(
     if kernel == 1 and stride == 1:
         return roofline.conv_sparse_seconds(layout, rows, cols, stored, (1, 1), pixels)
     if layout == "NCHW":
-        copied = pixels * stride**2 * (cols // kernel**2) if stride > 1 else 0  # the input
-        return NCHW_BOUNDARY_PER_VALUE * copied + roofline.conv3x3_sparse_seconds(
-            rows, cols, stored, pixels
-        )
+        return roofline.conv_direct_sparse_seconds(rows, cols, stored, pixels, kernel, stride)
     return CONV_SPARSE[layout, kernel].seconds(pixels, stored, rows, cols)
 
 

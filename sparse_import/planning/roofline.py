@@ -17,8 +17,10 @@ weights, densities 0.02-0.2, blocks 1x1, 1x4, 4x1, 8x1, 16x1, batch 1, 4 and 16;
 convolutions of 64x56x56, 128x28x28, 256x14x14 and 64x16x16 feature maps (dense; 1x1 also at
 densities 0.05 and 0.2, 3x3 NCHW at 0.05, 0.1 and 0.3); fitted by non-negative least squares
 on the relative error (minimum of 5 interleaved rounds per point). Median relative error per
-kernel in the comments; the 3x3 model is deliberately pessimistic for rows that are not a
-power-of-two number of lanes (up to 1.6x the measured time).
+kernel in the comments. The direct NCHW convolution (``SPARSE_DIRECT``: 3x3 with stride 1 and
+2, 1x1 with stride 2, a 7x7 stem; 7x7 to 224x224 maps, densities 0.03-0.25) is fitted by
+``benchmarks/fit_direct_conv.py`` (medians of 7 repeats, a ReLU fused after it; 90th percentile
+19 %, its worst rows a 3x3 with stride 2 on 56x56, measured up to 1.35x the model).
 
 Examples
 --------
@@ -47,11 +49,12 @@ __all__ = [
     "DENSE_CONV",
     "DENSE_PRODUCT",
     "SPARSE_CONV",
-    "SPARSE_CONV3",
+    "SPARSE_DIRECT",
     "SPARSE_MATMUL",
     "Roofline",
-    "conv3x3_sparse_seconds",
     "conv_dense_seconds",
+    "conv_direct_features",
+    "conv_direct_sparse_seconds",
     "conv_sparse_seconds",
     "dense_seconds",
     "lanes",
@@ -99,7 +102,7 @@ DENSE_CONV = MappingProxyType(
         ("NHWC", 3): Roofline(0.0, 0.0, 6.30e-10, 0.0),
     }
 )
-SPARSE_CONV3 = Roofline(1.37e-06, 0.0, 0.0, 1.07e-09)  # 3x3 NCHW, our kernel; per visit
+SPARSE_DIRECT = Roofline(3.36e-05, 2.32e-11, 6.05e-10, 5.06e-10)  # NCHW direct kernel; 7 %
 SPARSE_CONV = MappingProxyType(  # 1x1, our kernel; NHWC with its transposes
     {
         "NCHW": Roofline(6.99e-06, 6.91e-12, 6.68e-10, 0.0),
@@ -203,19 +206,34 @@ def conv_dense_seconds(layout: str, kernel: int, rows: int, cols: int, pixels: i
     return DENSE_CONV[layout, kernel].seconds(0, vectors, 0)
 
 
-def conv3x3_sparse_seconds(rows: int, cols: int, values: int, pixels: int) -> float:
-    """Our direct 3x3 NCHW ``nn.sparse_conv2d`` kernel over ``pixels`` pixels of square images.
+def conv_direct_features(
+    rows: int, cols: int, values: int, pixels: int, kernel: int, stride: int
+) -> tuple[float, float, float]:
+    """``(bytes, vectors, visits)`` of our direct NCHW sparse convolution over one square image
+    of ``pixels`` output pixels (``SPARSE_DIRECT`` prices them).
 
-    Every output row walks the stored values once per tile of the row; a visit costs
-    ``SPARSE_CONV3.per_row``, twice that for a tile whose length is not a power of two (LLVM
-    splits such vectors).
+    The input is copied into its stride phases, each a plane ``out + (kernel - 1) // stride``
+    wide; the output is computed as one wide row per image at that pitch (the columns past the
+    image's width dropped by a crop); every stored value is visited once per tile of the wide
+    row and multiplies its vectors.
     """
+    out = max(1, math.isqrt(pixels))
+    pitch = out + (kernel - 1) // stride
+    phases = min(kernel, stride) ** 2
+    channels = cols // (kernel * kernel)
+    width = (out - 1) * pitch + out
+    (_, count), _, rest = tiles(width, 1, lanes())
+    copied = channels * phases * pitch * pitch + rows * width
+    copied += channels * (out * stride) ** 2 + (rows * out * out if pitch != out else 0)
+    return 4.0 * copied, values * math.ceil(width / lanes()), values * (count + len(rest))
 
-    width = max(1, math.isqrt(pixels))
-    (tile, count), _, rest = tiles(width, 1, lanes())
-    weights = sum(1 if n & (n - 1) == 0 else 2 for n in [tile] * count + rest)
-    visits = values * max(1, pixels // width) * weights
-    return SPARSE_CONV3.seconds(0, 0, visits)
+
+def conv_direct_sparse_seconds(
+    rows: int, cols: int, values: int, pixels: int, kernel: int, stride: int = 1
+) -> float:
+    """Our direct NCHW ``sparse_conv2d`` (any square kernel and stride) over ``pixels`` output
+    pixels of square images (:func:`conv_direct_features`)."""
+    return SPARSE_DIRECT.seconds(*conv_direct_features(rows, cols, values, pixels, kernel, stride))
 
 
 def conv_sparse_seconds(
