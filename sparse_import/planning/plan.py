@@ -99,7 +99,7 @@ def plan(
     return decision, chosen, sites
 
 
-def _sparse_conv(products: Sequence[Product]) -> bool:
+def _has_neighbours(products: Sequence[Product]) -> bool:
     return any(p.neighbours is not None for p in products)
 
 
@@ -115,7 +115,7 @@ def plan_weights(
     read by a convolution with known neighbours starts as sparse, then each is planned in turn
     with the others' latest lowering, until no decision changes (a few passes at most).
     """
-    linked = {w.param for w, products in requests if _sparse_conv(products)}
+    linked = {w.param for w, products in requests if _has_neighbours(products)}
     sparse = set(linked)
     results = [None] * len(requests)
     for _ in range(MAX_PASSES):

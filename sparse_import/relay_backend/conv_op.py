@@ -31,6 +31,8 @@ from tvm.relay.op import op as _op
 from sparse_import.kernels import Simd
 from sparse_import.kernels.conv import conv_output_size, sparse_conv2d_nchw
 
+from .custom_op import register_op
+
 __all__ = ["OP_NAME", "conv_geometry", "register", "sparse_conv2d"]
 
 OP_NAME = "sparse_import.sparse_conv2d"
@@ -42,12 +44,9 @@ def _ints(values) -> tuple[int, ...]:
 
 
 def _geometry(attrs) -> dict:
-    return {
-        "kernel": _ints(attrs.kernel_size),
-        "strides": _ints(attrs.strides),
-        "padding": _ints(attrs.padding),
-        "dilation": _ints(attrs.dilation),
-    }
+    """:func:`conv_geometry` under the keywords of ``sparse_conv2d_nchw``."""
+    geometry = conv_geometry(attrs)
+    return {"kernel": geometry.pop("kernel_size"), **geometry}
 
 
 def _type_relation(arg_types, attrs):
@@ -93,19 +92,20 @@ def conv_geometry(attrs) -> dict:
 
 def register() -> None:
     """Register the op once per process (later calls do nothing)."""
-    if OP_NAME in {str(name) for name in tvm.ir.Op.list_op_names()}:
-        return
-    _op.register(OP_NAME, "NCHW convolution with a sparse (out, in * kh * kw) weight matrix.")
-    op = tvm.ir.Op.get(OP_NAME)
-    op.set_num_inputs(4)
-    op.add_argument("data", "Tensor", "Input, (n, in, h, w).")
-    op.add_argument("weight_data", "Tensor", "Stored values, (nnz,) or (nblocks, r, 1).")
-    op.add_argument("weight_indices", "Tensor", "Column of each value or block.")
-    op.add_argument("weight_indptr", "Tensor", "Row (block row) positions.")
-    op.set_attrs_type_key("relay.attrs.Conv2DAttrs")
-    op.add_type_rel("SparseImportConv2DRel", _type_relation)
-    _op.register_pattern(OP_NAME, _op.OpPattern.OUT_ELEMWISE_FUSABLE)
-    _op.register_strategy(OP_NAME, _strategy)
+    register_op(
+        OP_NAME,
+        "NCHW convolution with a sparse (out, in * kh * kw) weight matrix.",
+        [
+            ("data", "Input, (n, in, h, w)."),
+            ("weight_data", "Stored values, (nnz,) or (nblocks, r, 1)."),
+            ("weight_indices", "Column of each value or block."),
+            ("weight_indptr", "Row (block row) positions."),
+        ],
+        "relay.attrs.Conv2DAttrs",
+        _type_relation,
+        _op.OpPattern.OUT_ELEMWISE_FUSABLE,
+        _strategy,
+    )
 
 
 def sparse_conv2d(

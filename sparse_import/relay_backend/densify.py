@@ -29,6 +29,8 @@ from tvm.relay.op.strategy.generic import wrap_topi_schedule
 
 from sparse_import.kernels.densify import densify_csr
 
+from .custom_op import register_op
+
 __all__ = ["OP_NAME", "densify", "register"]
 
 OP_NAME = "sparse_import.densify_csr"
@@ -54,19 +56,20 @@ def _strategy(attrs, inputs, out_type, target):
 
 def register() -> None:
     """Register the op once per process (later calls do nothing)."""
-    if OP_NAME in {str(name) for name in tvm.ir.Op.list_op_names()}:
-        return
-    _op.register(OP_NAME, "Dense tensor of a CSR matrix (data, indices, indptr).")
-    op = tvm.ir.Op.get(OP_NAME)
-    op.set_num_inputs(3)
-    op.add_argument("data", "Tensor", "Stored values, (nnz,).")
-    op.add_argument("indices", "Tensor", "Column coordinates, (nnz,).")
-    op.add_argument("indptr", "Tensor", "Row positions, (rows + 1,).")
-    op.set_attrs_type_key("relay.attrs.InitOpAttrs")
-    op.add_type_rel("SparseImportDensifyRel", _type_relation)
-    _op.register_pattern(OP_NAME, _op.OpPattern.OPAQUE)
-    _op.register_stateful(OP_NAME, True)
-    _op.register_strategy(OP_NAME, _strategy)
+    register_op(
+        OP_NAME,
+        "Dense tensor of a CSR matrix (data, indices, indptr).",
+        [
+            ("data", "Stored values, (nnz,)."),
+            ("indices", "Column coordinates, (nnz,)."),
+            ("indptr", "Row positions, (rows + 1,)."),
+        ],
+        "relay.attrs.InitOpAttrs",
+        _type_relation,
+        _op.OpPattern.OPAQUE,
+        _strategy,
+        stateful=True,
+    )
 
 
 def densify(
