@@ -1,90 +1,207 @@
-"""Our sparse kernels against dense and TVM's own sparse kernels, built for this CPU.
+"""Fully connected layers through the library's front door: dense, sparse and auto next to peers.
 
 Rows: a 2048x2048 fully connected layer at batch 1 (density 0.10 and 0.05, element-random;
-density 0.10 in 1x4 blocks), at batch 16 (density 0.10), and a 1024-2048-1024 two-layer MLP
-(ReLU between, 90% of each weight zero) at batch 1. Every module is built for the host CPU
-(``sparse_import.target.host_target``); "TVM sparse" is the same ``nn.sparse_dense``
-module built with TVM 0.19's implementations only (``strategy.tvm_kernels``).
+density 0.10 in 1x4 blocks), at batch 16 (density 0.10), and the 1024-2048-1024 MLP made by
+TensorFlow's converter (``models/mlp_1024_2048_1024.tflite``: ReLU between, 90 % of each weight
+zero, stored sparse behind ``DENSIFY``; ``make_mlp_tflite.py`` writes it) at batch 1.
 
-All modules of all rows are timed in interleaved rounds (each round times every module once,
-``min_repeat_ms`` per figure), and the table reports medians over rounds, with the spread
-(largest interquartile range over median of a row's modules). The roofline columns: the bytes
-our kernel streams (its weight arrays, input and output) per second; the same for dense (its
-weight); and a one-thread NumPy copy of as many bytes as our kernel streams, timed in the same
-rounds (bytes copied per second).
+Every TVM module comes from ``sparse_import.to_relay(model, mode=...)`` (the FC rows from the
+SciPy weight, the MLP from the ``.tflite`` file) and is built for the host CPU; "TVM kernels" is
+the sparse-mode module built with TVM 0.19's own sparse implementations
+(``strategy.tvm_kernels``). Peers, never dependencies: onnxruntime (graph optimizations on) on
+an ONNX ``MatMul`` with the dense weight for the FC rows; LiteRT with its default delegate
+(XNNPACK) on the ``.tflite`` file for the MLP; DeepSparse 1.8 on the FC rows' ONNX models where
+its Python 3.10 venv exists (``--deepsparse-python``). Every output is checked against a
+float64 NumPy product (TFLite: its weights read back from LiteRT) before timing.
 
-Targets (ours vs dense): batch 1 d=0.10 >= 3.0x, d=0.05 >= 5.0x, 1x4 blocks d=0.10 >= 4.0x,
-batch 16 d=0.10 >= 2.0x, MLP >= 2.5x.
+One table per thread count (``--threads``, default 1 and every CPU; TVM's default on this
+2-vCPU machine is one thread, since it counts one thread per physical core), each from a child
+process with ``TVM_NUM_THREADS`` set and every peer on the same number of threads. Within a
+table all modules of all rows are timed in interleaved rounds (each round times every module
+once, ``MIN_REPEAT_MS`` per figure); medians over rounds, and the spread (largest interquartile
+range over median of a row's modules). Roofline columns: the bytes auto's module streams (its
+parameters, input and output) per second; the same for dense (its weight); and a one-thread
+NumPy copy of as many bytes as auto's module streams, timed in the same rounds.
 
-Run from the repository root: ``python -m benchmarks.bench_kernels [--rounds 9]``; the table
-is also written to ``benchmarks/results/kernels.txt``.
+Targets (auto vs dense): batch 1 d=0.10 >= 3.0x, d=0.05 >= 5.0x, 1x4 blocks d=0.10 >= 4.0x,
+batch 16 d=0.10 >= 2.0x, MLP >= 2.5x; auto within 10 % of the better of dense and sparse.
+
+Run from the repository root: ``python -m benchmarks.bench_kernels [--rounds 11]``; the tables
+are also written to ``benchmarks/results/kernels.txt``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
 import scipy.sparse as sp
-import tvm
-from tvm import relay
-from tvm.contrib import graph_executor
+from onnx import TensorProto, helper, numpy_helper
 
+import sparse_import
+from benchmarks import bench_models
 from benchmarks.common import block_sparse, element_sparse, format_table, machine
 from sparse_import.relay_backend import build, strategy
-from sparse_import.relay_backend.kernels import SparseOperand, sparse_dense_expr
 
-RESULTS = Path(__file__).parent / "results" / "kernels.txt"
+HERE = Path(__file__).parent
+RESULTS = HERE / "results" / "kernels.txt"
+MLP = HERE / "models" / "mlp_1024_2048_1024.tflite"
 TARGETS = {"fc b1 d0.10": 3.0, "fc b1 d0.05": 5.0, "fc 1x4 d0.10": 4.0, "fc b16 d0.10": 2.0}
 TARGETS["mlp 1024-2048-1024"] = 2.5
+MODES = ("dense", "sparse", "auto")
 MIN_REPEAT_MS = 30
+AUTO_SLACK = 1.10  # auto may be this much slower than the better of dense and sparse
 
 
 @dataclass
 class Row:
-    """One benchmark row: its weights, batch, and the timers of its modules."""
+    """One benchmark row: its timers, their outputs, and the bytes for the roofline columns."""
 
     name: str
-    weights: list[sp.csr_matrix | sp.bsr_matrix]
-    batch: int
-    timers: dict[str, Callable[[], float]]
-    sparse_bytes: int
-    dense_bytes: int
+    timers: dict[str, Callable[[], float]] = field(default_factory=dict)
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    reference: np.ndarray | None = None
+    auto_bytes: int = 0
+    dense_bytes: int = 0
+    auto_is: str = ""
 
 
-def _layers(weights, batch: int, sparse: bool) -> tuple[tvm.IRModule, dict]:
-    """``x -> W1 -> relu -> W2 ...`` (no ReLU after the last layer)."""
-    x = relay.var("x", shape=(batch, weights[0].shape[1]))
-    y, params = x, {}
-    for i, weight in enumerate(weights):
-        if i:
-            y = relay.nn.relu(y)
-        if sparse:
-            y, more = sparse_dense_expr(y, SparseOperand.from_scipy(weight), f"w{i}")
-        else:
-            var = relay.var(f"w{i}", shape=weight.shape)
-            y, more = relay.nn.dense(y, var), {f"w{i}": weight.toarray()}
-        params.update(more)
-    return tvm.IRModule.from_expr(relay.Function(relay.analysis.free_vars(y), y)), params
-
-
-def _timer(lib: tvm.runtime.Module, inputs: dict[str, np.ndarray]) -> Callable[[], float]:
-    module = graph_executor.GraphModule(lib["default"](tvm.cpu(0)))
-    for name, value in inputs.items():
-        module.set_input(name, value)
-    evaluator = module.module.time_evaluator(
-        "run", tvm.cpu(0), number=1, repeat=1, min_repeat_ms=MIN_REPEAT_MS
+def _nbytes(params: dict) -> int:
+    return sum(
+        int(np.asarray(v.numpy() if hasattr(v, "numpy") else v).nbytes) for v in params.values()
     )
-    return lambda: float(evaluator().mean)
+
+
+def _tvm(row: Row, model, inputs: dict[str, np.ndarray]) -> None:
+    """Import ``model`` in every mode (and sparse with TVM's kernels), build, time."""
+    shapes = {name: value.shape for name, value in inputs.items()}
+    for mode in MODES:
+        mod, params = sparse_import.to_relay(model, mode=mode, shape_dict=shapes)
+        lib = build(mod, params)
+        key = f"TVM {mode}"
+        row.outputs[key] = bench_models.tvm_outputs(lib, inputs)[0]
+        row.timers[key] = bench_models.tvm_timer(lib, inputs, MIN_REPEAT_MS)
+        if mode == "auto":
+            io = sum(v.nbytes for v in inputs.values()) + row.outputs[key].nbytes
+            row.auto_bytes = _nbytes(params) + io
+        if mode == "sparse":
+            with strategy.tvm_kernels():
+                lib = build(mod, params)
+            row.outputs["TVM kernels"] = bench_models.tvm_outputs(lib, inputs)[0]
+            row.timers["TVM kernels"] = bench_models.tvm_timer(lib, inputs, MIN_REPEAT_MS)
+    rows = sparse_import.inspect(model, mode="auto", shape_dict=shapes)
+    row.auto_is = "+".join(sorted({r["lowering"] for r in rows}))
+
+
+def _onnx_matmul(weight: np.ndarray, batch: int) -> onnx.ModelProto:
+    """``y = x @ W.T`` as one ONNX ``MatMul`` with a dense initializer."""
+    units, features = weight.shape
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "wt"], ["y"])],
+        "fc",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, features])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, units])],
+        [numpy_helper.from_array(np.ascontiguousarray(weight.T), "wt")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8  # DeepSparse 1.8 reads IR versions up to 9
+    return model
+
+
+def fc_row(name: str, weight, batch: int, rng, threads: int, deepsparse, work: Path) -> Row:
+    row = Row(name)
+    x = rng.standard_normal((batch, weight.shape[1])).astype(np.float32)
+    dense = weight.toarray()
+    row.reference = x.astype(np.float64) @ dense.astype(np.float64).T
+    row.dense_bytes = dense.nbytes
+    _tvm(row, weight, {"x": x})
+    model = _onnx_matmul(dense, batch)
+    session = bench_models.ort_session(model, optimize=True, threads=threads)
+    row.outputs["onnxruntime"] = session.run(None, {"x": x})[0]
+    row.timers["onnxruntime"] = bench_models.loop_timer(
+        lambda: session.run(None, {"x": x}), MIN_REPEAT_MS, bench_models.unpin
+    )
+    if deepsparse is not None:
+        key = name.replace(" ", "_").replace(".", "")
+        paths = [work / f"{key}{suffix}" for suffix in (".onnx", "_in.npz", "_out.npz")]
+        onnx.save(model, paths[0])
+        np.savez(paths[1], x)
+        deepsparse.request(
+            cmd="load",
+            name=key,
+            model=str(paths[0]),
+            inputs=str(paths[1]),
+            outputs=str(paths[2]),
+            cores=threads,
+            batch=batch,
+        )
+        with np.load(paths[2]) as data:
+            row.outputs["DeepSparse"] = data["arr_0"]
+        row.timers["DeepSparse"] = lambda: deepsparse.request(
+            cmd="time", name=key, min_ms=MIN_REPEAT_MS
+        )["seconds"]
+    return row
+
+
+def mlp_row(rng, threads: int) -> Row:
+    from ai_edge_litert.interpreter import Interpreter
+
+    row = Row("mlp 1024-2048-1024")
+    data = MLP.read_bytes()
+    interpreter = Interpreter(model_content=data, num_threads=threads)
+    interpreter.allocate_tensors()
+    (entry,) = interpreter.get_input_details()
+    x = rng.standard_normal(tuple(entry["shape"])).astype(np.float32)
+    row.reference = _tflite_reference(data, x)
+    row.dense_bytes = sum(4 * a * b for a, b in ((2048, 1024), (1024, 2048)))
+    _tvm(row, data, {entry["name"]: x})
+    out = interpreter.get_output_details()[0]["index"]
+
+    def run() -> None:
+        interpreter.set_tensor(entry["index"], x)
+        interpreter.invoke()
+
+    run()
+    row.outputs["LiteRT"] = interpreter.get_tensor(out).copy()
+    row.timers["LiteRT"] = bench_models.loop_timer(run, MIN_REPEAT_MS, bench_models.unpin)
+    return row
+
+
+def _tflite_reference(data: bytes, x: np.ndarray) -> np.ndarray:
+    """The MLP in float64 NumPy, its weights and biases read from LiteRT's densified tensors."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(
+        model_content=data,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        experimental_preserve_all_tensors=True,
+    )
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    y = x.astype(np.float64)
+    layers = [op for op in interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"]
+    for i, op in enumerate(layers):
+        weight, bias = (interpreter.get_tensor(t).astype(np.float64) for t in op["inputs"][1:3])
+        y = y @ weight.T + bias
+        if i + 1 < len(layers):
+            y = np.maximum(y, 0.0)
+    return y
 
 
 def _copy_timer(nbytes: int) -> Callable[[], float]:
     """Seconds to copy ``nbytes`` with NumPy (one thread, ``memcpy``), averaged over as many
-    copies as fill ``MIN_REPEAT_MS``. TVM's own elementwise kernels copy 5x slower."""
+    copies as fill ``MIN_REPEAT_MS``."""
     source = np.ones(max(1, nbytes // 8), np.float64)
     target = np.empty_like(source)
 
@@ -98,116 +215,140 @@ def _copy_timer(nbytes: int) -> Callable[[], float]:
     return measure
 
 
-def make_row(name: str, weights: list, batch: int, rng: np.random.Generator) -> Row:
-    x = {"x": rng.standard_normal((batch, weights[0].shape[1])).astype(np.float32)}
-    dense_mod, dense_params = _layers(weights, batch, sparse=False)
-    sparse_mod, sparse_params = _layers(weights, batch, sparse=True)
-    with strategy.tvm_kernels():
-        tvm_lib = build(sparse_mod, sparse_params)
-    ours_lib = build(sparse_mod, sparse_params)
-    dense_lib = build(dense_mod, dense_params)
-    outputs = {"x": x["x"]}
-    expected = _reference(weights, x["x"])
-    for lib in (ours_lib, tvm_lib, dense_lib):
-        module = graph_executor.GraphModule(lib["default"](tvm.cpu(0)))
-        module.set_input(**outputs)
-        module.run()
-        np.testing.assert_allclose(module.get_output(0).numpy(), expected, rtol=1e-3, atol=1e-3)
-    arrays = sum(int(np.asarray(v).nbytes) for v in sparse_params.values())
-    streamed = arrays + 4 * batch * sum(w.shape[0] + w.shape[1] for w in weights)
-    timers = {
-        "dense": _timer(dense_lib, x),
-        "tvm": _timer(tvm_lib, x),
-        "ours": _timer(ours_lib, x),
-        "copy": _copy_timer(streamed),
-    }
-    dense_bytes = sum(4 * w.shape[0] * w.shape[1] for w in weights)
-    return Row(name, weights, batch, timers, streamed, dense_bytes)
-
-
-def _reference(weights, x: np.ndarray) -> np.ndarray:
-    y = x.astype(np.float64)
-    for i, weight in enumerate(weights):
-        if i:
-            y = np.maximum(y, 0.0)
-        y = y @ weight.toarray().astype(np.float64).T
-    return y
-
-
-def rows(rng: np.random.Generator) -> list[Row]:
+def rows(threads: int, deepsparse, work: Path) -> list[Row]:
+    rng = np.random.default_rng(20261130)
     fc = (2048, 2048)
-    return [
-        make_row("fc b1 d0.10", [element_sparse(rng, fc, 0.10)], 1, rng),
-        make_row("fc b1 d0.05", [element_sparse(rng, fc, 0.05)], 1, rng),
-        make_row("fc 1x4 d0.10", [block_sparse(rng, fc, 0.10, (1, 4))], 1, rng),
-        make_row("fc b16 d0.10", [element_sparse(rng, fc, 0.10)], 16, rng),
-        make_row(
-            "mlp 1024-2048-1024",
-            [element_sparse(rng, (2048, 1024), 0.10), element_sparse(rng, (1024, 2048), 0.10)],
+    table = [
+        fc_row("fc b1 d0.10", element_sparse(rng, fc, 0.10), 1, rng, threads, deepsparse, work),
+        fc_row("fc b1 d0.05", element_sparse(rng, fc, 0.05), 1, rng, threads, deepsparse, work),
+        fc_row(
+            "fc 1x4 d0.10",
+            sp.csr_matrix(block_sparse(rng, fc, 0.10, (1, 4))),
             1,
             rng,
+            threads,
+            deepsparse,
+            work,
         ),
+        fc_row("fc b16 d0.10", element_sparse(rng, fc, 0.10), 16, rng, threads, deepsparse, work),
+        mlp_row(rng, threads),
     ]
+    for row in table:
+        scale = max(float(np.max(np.abs(row.reference))), 1e-30)
+        for key, y in row.outputs.items():
+            error = float(np.max(np.abs(y.astype(np.float64) - row.reference))) / scale
+            if error > 1e-4:
+                raise AssertionError(f"{row.name}: {key} is {error:.1e} off the float64 product")
+        row.timers["copy"] = _copy_timer(row.auto_bytes)
+    return table
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=9)
-    args = parser.parse_args()
-    table = rows(np.random.default_rng(20261130))
-    times: dict[tuple[str, str], list[float]] = {}
-    for _ in range(args.rounds):
-        for row in table:
-            for kind, timer in row.timers.items():
-                times.setdefault((row.name, kind), []).append(timer())
-    lines = []
+PEERS = ("onnxruntime", "LiteRT", "DeepSparse")
+
+
+def table_text(threads: int, rounds: int, deepsparse_python: Path) -> str:
+    """Build every row, time them in ``rounds`` interleaved rounds, format the tables."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        deepsparse = None
+        if deepsparse_python.exists():
+            deepsparse = bench_models.DeepSparse(deepsparse_python, work / "deepsparse.log")
+        try:
+            table = rows(threads, deepsparse, work)
+            times: dict[tuple[str, str], list[float]] = {}
+            for _ in range(rounds):
+                for row in table:
+                    for kind, timer in row.timers.items():
+                        times.setdefault((row.name, kind), []).append(timer())
+        finally:
+            if deepsparse is not None:
+                deepsparse.close()
+    speed, peers = [], []
     for row in table:
         median = {k: float(np.median(times[row.name, k])) for k in row.timers}
         spread = max(
             float(np.subtract(*np.percentile(times[row.name, k], [75, 25]))) / median[k]
             for k in row.timers
         )
-        ours_gbs = row.sparse_bytes / median["ours"] / 1e9
-        dense_gbs = row.dense_bytes / median["dense"] / 1e9
-        copy_gbs = row.sparse_bytes / median["copy"] / 1e9
-        speedup = median["dense"] / median["ours"]
-        lines.append(
+        dense, auto = median["TVM dense"], median["TVM auto"]
+        best = min(dense, median["TVM sparse"])
+        speed.append(
             [
                 row.name,
-                median["dense"] * 1e3,
-                median["tvm"] * 1e3,
-                median["ours"] * 1e3,
-                f"{speedup:.2f}x",
+                dense * 1e3,
+                median["TVM sparse"] * 1e3,
+                auto * 1e3,
+                row.auto_is,
+                f"{dense / auto:.2f}x",
                 f"{TARGETS[row.name]:.1f}x",
-                f"{median['dense'] / median['tvm']:.2f}x",
-                f"{ours_gbs:.1f}",
-                f"{dense_gbs:.1f}",
-                f"{copy_gbs:.1f}",
+                f"{auto / best:.2f}",
+                f"{dense / median['TVM kernels']:.2f}x",
+                f"{row.auto_bytes / auto / 1e9:.1f}",
+                f"{row.dense_bytes / dense / 1e9:.1f}",
+                f"{row.auto_bytes / median['copy'] / 1e9:.1f}",
                 f"{spread:.0%}",
             ]
+        )
+        peers.append(
+            [row.name, auto * 1e3]
+            + [f"{median[p] * 1e3:.3f}" if p in median else "-" for p in PEERS]
+            + [f"{min(median[p] for p in PEERS if p in median) / auto:.2f}x"]
         )
     header = [
         "row",
         "dense ms",
-        "TVM sparse ms",
-        "ours ms",
-        "dense/ours",
+        "sparse ms",
+        "auto ms",
+        "auto is",
+        "dense/auto",
         "target",
-        "dense/TVM",
-        "ours GB/s",
+        "auto/best",
+        "dense/TVM kernels",
+        "auto GB/s",
         "dense GB/s",
         "copy GB/s",
         "spread",
     ]
-    text = "\n".join(
+    peer_header = ["row", "TVM auto ms", *(f"{p} ms" for p in PEERS), "best peer/auto"]
+    return "\n".join(
         [
             machine(),
-            f"{args.rounds} interleaved rounds, medians; spread = largest IQR / median in the row",
-            format_table(header, lines),
+            f"{rounds} interleaved rounds, medians; TVM and every peer on {threads} thread(s); "
+            "spread = largest IQR / median in the row",
+            format_table(header, speed),
+            "",
+            "peers (time of the fastest peer over TVM auto's: above 1 means auto is faster)",
+            format_table(peer_header, peers),
         ]
     )
-    print(text)
-    RESULTS.write_text(text + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=11)
+    parser.add_argument(
+        "--threads", default=f"1,{os.cpu_count() or 1}", help="comma-separated thread counts"
+    )
+    parser.add_argument("--deepsparse-python", type=Path, default=bench_models.DEEPSPARSE_PYTHON)
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(table_text(args.child, args.rounds, args.deepsparse_python)))
+        return
+    texts = []
+    for threads in dict.fromkeys(int(t) for t in args.threads.split(",")):
+        env = {**os.environ, "TVM_NUM_THREADS": str(threads), "TOPHUB_LOCATION": "NONE"}
+        command = [sys.executable, "-m", "benchmarks.bench_kernels", "--child", str(threads)]
+        command += [
+            "--rounds",
+            str(args.rounds),
+            "--deepsparse-python",
+            str(args.deepsparse_python),
+        ]
+        done = subprocess.run(command, env=env, check=True, stdout=subprocess.PIPE, text=True)
+        texts.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(texts[-1] + "\n", flush=True)
+    RESULTS.write_text("\n\n".join(texts) + "\n")
 
 
 if __name__ == "__main__":

@@ -106,12 +106,12 @@ def unpin() -> None:
     os.sched_setaffinity(0, range(os.cpu_count() or 1))
 
 
-def ort_session(model: onnx.ModelProto, *, optimize: bool):
+def ort_session(model: onnx.ModelProto, *, optimize: bool, threads: int = THREADS):
     import onnxruntime as ort
 
     unpin()
     options = ort.SessionOptions()
-    options.intra_op_num_threads = THREADS
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     options.graph_optimization_level = (
@@ -172,7 +172,7 @@ class Case:
     notes: list[str] = field(default_factory=list)
 
 
-def _tvm_timer(lib: tvm.runtime.Module, inputs: dict, min_ms: int) -> Callable[[], float]:
+def tvm_timer(lib: tvm.runtime.Module, inputs: dict, min_ms: int) -> Callable[[], float]:
     module = graph_executor.GraphModule(lib["default"](tvm.cpu(0)))
     for name, value in inputs.items():
         module.set_input(name, value)
@@ -182,7 +182,7 @@ def _tvm_timer(lib: tvm.runtime.Module, inputs: dict, min_ms: int) -> Callable[[
     return lambda: float(evaluator().mean)
 
 
-def _tvm_outputs(lib: tvm.runtime.Module, inputs: dict) -> list[np.ndarray]:
+def tvm_outputs(lib: tvm.runtime.Module, inputs: dict) -> list[np.ndarray]:
     module = graph_executor.GraphModule(lib["default"](tvm.cpu(0)))
     for name, value in inputs.items():
         module.set_input(name, value)
@@ -190,7 +190,7 @@ def _tvm_outputs(lib: tvm.runtime.Module, inputs: dict) -> list[np.ndarray]:
     return [module.get_output(i).numpy() for i in range(module.get_num_outputs())]
 
 
-def _loop_timer(
+def loop_timer(
     run: Callable[[], object], min_ms: int, before: Callable[[], None] = lambda: None
 ) -> Callable[[], float]:
     """Mean seconds of ``run`` over as many calls as fill ``min_ms`` (``before`` runs first)."""
@@ -268,8 +268,8 @@ def make_case(
         path = work / f"{name}_{mode}.so"
         lib.export_library(str(path))
         case.library_bytes[mode] = path.stat().st_size
-        case.timers[f"TVM {mode}"] = _tvm_timer(lib, inputs, min_ms)
-        case.outputs[f"TVM {mode}"] = _tvm_outputs(lib, inputs)
+        case.timers[f"TVM {mode}"] = tvm_timer(lib, inputs, min_ms)
+        case.outputs[f"TVM {mode}"] = tvm_outputs(lib, inputs)
         case.profilers[mode] = _profiler(lib, inputs)
         seconds = time.perf_counter() - start
         case.notes.append(f"{name}: TVM {mode} imported and built in {seconds:.0f} s")
@@ -279,7 +279,7 @@ def make_case(
     case.outputs["reference"] = ort_session(dense, optimize=False).run(None, inputs)
     session = ort_session(dense, optimize=True)
     case.outputs["onnxruntime"] = session.run(None, inputs)
-    case.timers["onnxruntime"] = _loop_timer(lambda: session.run(None, inputs), min_ms, unpin)
+    case.timers["onnxruntime"] = loop_timer(lambda: session.run(None, inputs), min_ms, unpin)
     if deepsparse is not None:
         model_path, in_path, out_path = (
             work / f"{name}{suffix}" for suffix in (".onnx", "_in.npz", "_out.npz")

@@ -9,7 +9,8 @@ script runs there; it imports nothing from the project. Set up once:
 ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``):
 
 - ``{"cmd": "load", "name": N, "model": PATH, "inputs": NPZ, "outputs": NPZ, "cores": C}``
-  compiles ``PATH`` (an ONNX model with dense initializers) for batch 1 on ``C`` cores, runs it
+  compiles ``PATH`` (an ONNX model with dense initializers) for batch ``B`` (optional
+  ``"batch"``, default 1) on ``C`` cores, runs it
   once on the arrays of ``inputs`` (``arr_0``, ``arr_1``, ... in graph-input order, as
   ``numpy.savez`` names them) and saves its outputs to ``outputs`` the same way.
 - ``{"cmd": "time", "name": N, "min_ms": T}``: runs engine ``N`` as many times as fill ``T``
@@ -43,7 +44,11 @@ def main() -> int:
                 protocol.write(json.dumps({"ok": True}) + "\n")
                 return 0
             if request["cmd"] == "load":
-                engine = compile_model(request["model"], batch_size=1, num_cores=request["cores"])
+                engine = compile_model(
+                    request["model"],
+                    batch_size=request.get("batch", 1),
+                    num_cores=request["cores"],
+                )
                 with np.load(request["inputs"]) as data:
                     keys = sorted(data.files, key=lambda key: int(key.rsplit("_", 1)[1]))
                     inputs = [np.ascontiguousarray(data[key]) for key in keys]

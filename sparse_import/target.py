@@ -43,7 +43,9 @@ import numpy as np
 import tvm
 from tvm.target import codegen
 
-__all__ = ["HOST", "host_target", "resolve", "simd_lanes", "vector_bytes"]
+from sparse_import.planning.calibration import Calibration, for_cpu
+
+__all__ = ["HOST", "calibration", "host_target", "resolve", "simd_lanes", "vector_bytes"]
 
 HOST = "host"
 """Target name that :func:`resolve` reads as :func:`host_target`."""
@@ -144,3 +146,10 @@ def vector_bytes(target: tvm.target.Target) -> int:
 def simd_lanes(target: tvm.target.Target, dtype: str | np.dtype) -> int:
     """Values of ``dtype`` that one SIMD register of ``target`` holds (at least 1)."""
     return max(1, vector_bytes(target) // np.dtype(dtype).itemsize)
+
+
+def calibration(target: tvm.target.Target) -> Calibration:
+    """How the planner prices kernels for ``target``: its CPU (``-mcpu``, ``"generic"`` when
+    none is named) and vector width looked up by :func:`~.planning.calibration.for_cpu`."""
+    cpu = str(target.attrs.get("mcpu", "")) if target.kind.name == "llvm" else ""
+    return for_cpu(cpu or "generic", vector_bytes(target))

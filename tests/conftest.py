@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TOPHUB_LOCATION", "NONE")  # TVM must never try to download tuning logs
+# The planner reads a user's calibration store (``sparse-import calibrate``); the suite prices
+# with the built-in constants unless a test points it at a store of its own.
+os.environ["SPARSE_IMPORT_CALIBRATION"] = os.path.join(
+    tempfile.mkdtemp(prefix="sparse-import-tests-"), "calibration.json"
+)
 
 import numpy as np
 import pytest
@@ -33,6 +39,7 @@ RELAX_SUITE = (
     "test_lint.py",
     "test_backends_cli.py",
     "test_plan_neighbours.py",
+    "test_calibration_store.py",
 )
 HAS_RELAY = importlib.util.find_spec("tvm.relay") is not None
 

@@ -2,9 +2,9 @@
 
 Commands, one module each: ``inspect`` (the model's sparse weights and how each mode lowers
 them), ``compile`` (build with TVM and export a shared library), ``verify`` (compare the compiled
-module with LiteRT or onnxruntime on random inputs) and ``bench`` (dense, sparse and auto side by
-side). With no MODEL a small sparse MLP shipped inside the package is used (TFLite, or ONNX with
-``--onnx``).
+module with LiteRT or onnxruntime on random inputs), ``bench`` (dense, sparse and auto side by
+side) and ``calibrate`` (re-measure the cost model for this CPU). With no MODEL a small sparse
+MLP shipped inside the package is used (TFLite, or ONNX with ``--onnx``).
 
 Exit status: 0 success, 1 disagreement found by ``verify``, 2 usage or input error (one line on
 stderr: ``sparse-import: error: ...``, never a traceback); a closed output pipe ends the program
@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 
 from .. import __version__
-from . import bench, compile, inspect, verify
+from . import bench, calibrate, compile, inspect, verify
 from ._common import (
     PROG,
     Parser,
@@ -35,7 +35,7 @@ from ._common import (
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (inspect, compile, verify, bench)
+COMMANDS = (inspect, compile, verify, bench, calibrate)
 EXIT_USAGE = 2
 EXIT_SIGPIPE = 128 + 13
 _TRACEBACK_ENV = "SPARSE_IMPORT_TRACEBACK"

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         label,
         ("sparse", f"{len(auto)} weight{'s' * (len(auto) != 1)}"),
         ("target", target_text),
+        ("prices", _prices(target)),
     )
     if not auto:
         print(NO_SPARSE)
@@ -84,6 +85,13 @@ def run(args: argparse.Namespace) -> int:
     for path in spies:
         print(f"wrote {path}")
     return 0
+
+
+def _prices(target: str) -> str:
+    """Where ``auto``'s kernel prices for ``target`` come from (built in, measured, fallback)."""
+    from ..target import calibration, resolve
+
+    return calibration(resolve(target)).describe()
 
 
 def _weight_cells(i: int, r: dict[str, Any]) -> list[str]:

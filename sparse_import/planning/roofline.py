@@ -9,7 +9,9 @@ SIMD operations (fused multiply-adds of one register, or gathers of one register
 CSR kernel) and ``rows`` the (block) rows and batch tiles it visits. The lanes of a register are
 the host CPU's (:func:`lanes`), so the same constants price AVX-512 and AVX2 machines by their
 vector width; the constants themselves were measured on one machine kind (below) and are the
-"measured once" half of a roofline: a CPU with another memory system needs its own.
+"measured once" half of a roofline: a CPU with another memory system needs its own, which
+``sparse-import calibrate`` measures quickly (one scale per kernel family, applied inside
+:func:`calibrated`; see :mod:`~sparse_import.planning.calibration`).
 
 Measured: 2026-11-30, AMD EPYC (Zen 4, ``llvm -mcpu=znver4``), 2 vCPUs shared with other work,
 TVM 0.19.0, TVM's default thread count; float32 2048x2048, 1024x1024, 4096x1024 and 512x512
@@ -38,9 +40,10 @@ import contextvars
 import functools
 import math
 from collections.abc import Iterator
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from types import MappingProxyType
 
+from .calibration import Calibration
 from .tiling import tiles
 
 __all__ = [
@@ -52,11 +55,13 @@ __all__ = [
     "SPARSE_DIRECT",
     "SPARSE_MATMUL",
     "Roofline",
+    "calibrated",
     "conv_dense_seconds",
     "conv_direct_features",
     "conv_direct_sparse_seconds",
     "conv_sparse_seconds",
     "dense_seconds",
+    "family_scale",
     "lanes",
     "sparse_seconds",
 ]
@@ -76,37 +81,42 @@ class Roofline:
         Per SIMD operation.
     per_row : float
         Per (block) row and batch tile visited.
+    family : str
+        The kernel family (:data:`~.calibration.FAMILIES`) whose calibration scale applies.
     """
 
     fixed: float
     per_byte: float
     per_vector: float
     per_row: float
+    family: str = ""
 
     def seconds(self, nbytes: float, vectors: float, rows: float) -> float:
-        """Estimated time of one call."""
+        """Estimated time of one call on the CPU being planned for (:func:`calibrated`)."""
+        constants = (self.fixed, self.per_byte, self.per_vector, self.per_row)
         features = (1.0, nbytes, vectors, rows)
-        return sum(c * f for c, f in zip(astuple(self), features, strict=True))
+        base = sum(c * f for c, f in zip(constants, features, strict=True))
+        return base * family_scale(self.family)
 
 
 # ------------------------------------------------------------------------ measured constants
-DENSE_PRODUCT = Roofline(5.55e-06, 8.56e-12, 2.36e-10, 0.0)  # median error 16 %
-CSR_MATVEC = Roofline(1.0e-06, 0.0, 2.90e-09, 4.37e-09)  # 2 %
-BSR_MATVEC = Roofline(5.57e-06, 7.30e-12, 3.25e-10, 4.88e-09)  # 5 %
-SPARSE_MATMUL = Roofline(1.53e-05, 8.21e-11, 2.23e-12, 4.89e-09)  # 6 %
+DENSE_PRODUCT = Roofline(5.55e-06, 8.56e-12, 2.36e-10, 0.0, "dense_product")  # median error 16 %
+CSR_MATVEC = Roofline(1.0e-06, 0.0, 2.90e-09, 4.37e-09, "csr_matvec")  # 2 %
+BSR_MATVEC = Roofline(5.57e-06, 7.30e-12, 3.25e-10, 4.88e-09, "bsr_matvec")  # 5 %
+SPARSE_MATMUL = Roofline(1.53e-05, 8.21e-11, 2.23e-12, 4.89e-09, "sparse_matmul")  # 6 %
 DENSE_CONV = MappingProxyType(
     {
-        ("NCHW", 1): Roofline(1.95e-05, 0.0, 3.92e-10, 0.0),
-        ("NHWC", 1): Roofline(3.11e-05, 0.0, 5.92e-10, 0.0),
-        ("NCHW", 3): Roofline(2.33e-05, 0.0, 3.07e-10, 0.0),
-        ("NHWC", 3): Roofline(0.0, 0.0, 6.30e-10, 0.0),
+        ("NCHW", 1): Roofline(1.95e-05, 0.0, 3.92e-10, 0.0, "dense_conv"),
+        ("NHWC", 1): Roofline(3.11e-05, 0.0, 5.92e-10, 0.0, "dense_conv"),
+        ("NCHW", 3): Roofline(2.33e-05, 0.0, 3.07e-10, 0.0, "dense_conv"),
+        ("NHWC", 3): Roofline(0.0, 0.0, 6.30e-10, 0.0, "dense_conv"),
     }
 )
-SPARSE_DIRECT = Roofline(3.36e-05, 2.32e-11, 6.05e-10, 5.06e-10)  # NCHW direct kernel; 7 %
+SPARSE_DIRECT = Roofline(3.36e-05, 2.32e-11, 6.05e-10, 5.06e-10, "sparse_direct")  # NCHW; 7 %
 SPARSE_CONV = MappingProxyType(  # 1x1, our kernel; NHWC with its transposes
     {
-        "NCHW": Roofline(6.99e-06, 6.91e-12, 6.68e-10, 0.0),
-        "NHWC": Roofline(2.50e-05, 5.39e-11, 8.16e-10, 2.17e-08),
+        "NCHW": Roofline(6.99e-06, 6.91e-12, 6.68e-10, 0.0, "sparse_conv"),
+        "NHWC": Roofline(2.50e-05, 5.39e-11, 8.16e-10, 2.17e-08, "sparse_conv"),
     }
 )
 _INDEX_BYTES = 2  # uint16 column indices whenever the block columns fit
@@ -116,6 +126,37 @@ _POINTER_BYTES = 4
 _VECTOR_BYTES: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "vector_bytes", default=None
 )
+_CALIBRATION: contextvars.ContextVar[Calibration | None] = contextvars.ContextVar(
+    "calibration", default=None
+)
+
+
+def family_scale(family: str) -> float:
+    """The scale of ``family``'s estimates for the CPU being planned for (1.0 outside
+    :func:`calibrated`)."""
+    calibration = _CALIBRATION.get()
+    return 1.0 if calibration is None else calibration.scale(family)
+
+
+@contextlib.contextmanager
+def calibrated(calibration: Calibration | None) -> Iterator[None]:
+    """Price kernels with ``calibration``'s scales and vector width inside the ``with`` block
+    (``None``: the built-in constants at the host's vector width).
+
+    Examples
+    --------
+    >>> from sparse_import.planning.calibration import Calibration
+    >>> base = CSR_MATVEC.seconds(0, 1000, 10)
+    >>> with calibrated(Calibration("x", 16, "measured", {"csr_matvec": 2.0})):
+    ...     round(CSR_MATVEC.seconds(0, 1000, 10) / base, 6), lanes(4)
+    (2.0, 4)
+    """
+    token = _CALIBRATION.set(calibration)
+    try:
+        with vector_width(None if calibration is None else calibration.vector_bytes):
+            yield
+    finally:
+        _CALIBRATION.reset(token)
 
 
 @functools.cache

@@ -21,11 +21,11 @@ import tvm
 from tvm import relax
 
 from sparse_import.imported import ImportedModel, SparseWeight
-from sparse_import.planning import report
+from sparse_import.planning import report, roofline
 from sparse_import.planning.decide import Candidate, Decision, SiteMatrix
 from sparse_import.planning.modes import MODES, Lowering, check_arguments
 from sparse_import.planning.plan import WeightRef, dense, plan, plan_expansion
-from sparse_import.target import resolve, simd_lanes
+from sparse_import.target import calibration, resolve, simd_lanes
 
 from . import compress
 from .compress import CompressedWeight
@@ -129,7 +129,13 @@ class Plan:
 
 
 def plan_model(imported: ImportedModel, mode: str = "auto", batch_size: int | None = None) -> Plan:
-    """Decide every weight of ``imported`` without rewriting or densifying anything."""
+    """Decide every weight of ``imported`` for this machine's CPU (its calibration) without
+    rewriting or densifying anything."""
+    with roofline.calibrated(calibration(resolve())):
+        return _plan_model(imported, mode, batch_size)
+
+
+def _plan_model(imported: ImportedModel, mode: str, batch_size: int | None) -> Plan:
     check_arguments(mode, batch_size)
     mod = relax.transform.Normalize()(imported.mod)
     func = mod["main"]

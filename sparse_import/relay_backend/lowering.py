@@ -24,7 +24,7 @@ from sparse_import.planning.decide import Candidate, Decision, SiteMatrix
 from sparse_import.planning.modes import MODES, Lowering, check_arguments
 from sparse_import.planning.names import NameTable
 from sparse_import.planning.plan import WeightRef, dense, plan_expansion, plan_weights
-from sparse_import.target import resolve, vector_bytes
+from sparse_import.target import calibration, resolve
 
 from . import compress
 from .compress import CompressedWeight
@@ -251,7 +251,7 @@ def plan_model(
 ) -> Plan:
     """Decide every weight of ``imported`` for ``target`` (default: this machine's CPU) without
     rewriting or densifying anything."""
-    with roofline.vector_width(vector_bytes(resolve(target))):
+    with roofline.calibrated(calibration(resolve(target))):
         return _plan_model(imported, mode, batch_size)
 
 
