@@ -289,10 +289,11 @@ def table_text(threads: int, rounds: int, deepsparse_python: Path) -> str:
                 f"{spread:.0%}",
             ]
         )
+        best_peer = min((p for p in PEERS if p in median), key=median.get)
         peers.append(
             [row.name, auto * 1e3]
             + [f"{median[p] * 1e3:.3f}" if p in median else "-" for p in PEERS]
-            + [f"{min(median[p] for p in PEERS if p in median) / auto:.2f}x"]
+            + [best_peer, median[best_peer] * 1e3, f"{median[best_peer] / auto:.2f}x"]
         )
     header = [
         "row",
@@ -309,7 +310,8 @@ def table_text(threads: int, rounds: int, deepsparse_python: Path) -> str:
         "copy GB/s",
         "spread",
     ]
-    peer_header = ["row", "TVM auto ms", *(f"{p} ms" for p in PEERS), "best peer/auto"]
+    peer_header = ["row", "TVM auto ms", *(f"{p} ms" for p in PEERS)]
+    peer_header += ["best peer", "best peer ms", "best peer/auto"]
     return "\n".join(
         [
             machine(),

@@ -40,6 +40,7 @@ RELAX_SUITE = (
     "test_backends_cli.py",
     "test_plan_neighbours.py",
     "test_calibration_store.py",
+    "test_sell_layout.py",
 )
 HAS_RELAY = importlib.util.find_spec("tvm.relay") is not None
 

@@ -47,3 +47,5 @@ def test_builds_need_relay(capsys):
     for command in ("verify", "bench", "compile"):
         assert main([command, "--onnx"]) == 2
         assert f"{command} builds with Relay only for now" in capsys.readouterr().err
+    assert main(["calibrate", "--dry-run"]) == 2
+    assert "calibrate builds with Relay only for now" in capsys.readouterr().err

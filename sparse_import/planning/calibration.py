@@ -43,6 +43,7 @@ FAMILIES = (
     "dense_product",
     "csr_matvec",
     "bsr_matvec",
+    "sell_matvec",
     "sparse_matmul",
     "dense_conv",
     "sparse_conv",

@@ -65,6 +65,7 @@ __all__ = [
     "csr_seconds",
     "dense_seconds",
     "operand_bytes",
+    "sell_seconds",
 ]
 
 _MIB = 2.0**20
@@ -314,6 +315,12 @@ def bsr_seconds(
     ``block`` tiles (``(1, 1)``: CSR)."""
     block = (int(block[0]), int(block[1]))
     return roofline.sparse_seconds(rows, cols, nblocks, block, batch, itemsize)
+
+
+def sell_seconds(rows: int, cols: int, vectors: int, groups: int) -> float:
+    """Estimated time of our batch-1 ``sell`` kernel: ``vectors`` vectors of 16 float32 values
+    in ``groups`` (slice, panel) groups (:mod:`~sparse_import.planning.sell`)."""
+    return roofline.sell_seconds(rows, cols, vectors, groups)
 
 
 def conv_seconds(

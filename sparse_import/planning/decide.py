@@ -3,24 +3,50 @@
 ``dense`` keeps every weight dense. ``sparse`` keeps every weight whose uses all are sparse-able
 matrix products compressed in its own format (BSR with the model's block shape, else CSR).
 ``auto`` prices every candidate with :mod:`~sparse_import.planning.cost` for the host CPU (dense,
-CSR through our kernel or TVM's sparse-left-hand-side one, BSR in the model's blocks, and
-re-blocked BSR whose explicit zero fill-in stays under ``cost.MAX_FILL``) and takes the fastest;
+CSR through our kernel or TVM's sparse-left-hand-side one, BSR in the model's blocks,
+re-blocked BSR whose explicit zero fill-in stays under ``cost.MAX_FILL``, and for batch-1
+float32 products on AVX-512 targets the ``sell`` layout when the backend offers its kernel
+(:func:`offering_sell`)) and takes the fastest;
 a near tie (within ``cost.TIE_MARGIN``) goes to dense, then to the stored format.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import contextlib
+import contextvars
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
 import scipy.sparse as sp
 
-from . import cost, matrix
+from . import cost, matrix, roofline
 from .modes import Lowering
 from .product import Product
+from .sell import LANES, sell_vectors
 
-__all__ = ["Candidate", "Decision", "SiteMatrix", "candidates", "choose", "stored_candidates"]
+__all__ = [
+    "Candidate",
+    "Decision",
+    "SiteMatrix",
+    "candidates",
+    "choose",
+    "offering_sell",
+    "stored_candidates",
+]
+
+_SELL: contextvars.ContextVar[bool] = contextvars.ContextVar("sell", default=False)
+
+
+@contextlib.contextmanager
+def offering_sell(available: bool) -> Iterator[None]:
+    """Let ``auto`` choose the ``sell`` layout inside the ``with`` block when ``available``:
+    the backend has its kernel and the target's vectors hold :data:`~.sell.LANES` float32."""
+    token = _SELL.set(available)
+    try:
+        yield
+    finally:
+        _SELL.reset(token)
 
 
 @dataclass(frozen=True)
@@ -36,7 +62,7 @@ class Decision:
     consumer : str
         The framework operator consuming it (``"FULLY_CONNECTED"``, ``"MatMul"``, ...).
     lowering : Lowering
-        ``DENSE``, ``CSR``, ``BSR`` or ``DENSIFY``.
+        ``DENSE``, ``CSR``, ``BSR``, ``SELL`` or ``DENSIFY``.
     block : tuple[int, int] | None
         BSR block shape (``None`` unless ``lowering == "bsr"``).
     reason : str
@@ -71,7 +97,7 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        """``"dense"``, ``"csr"``, ``"csr_lhs"`` or ``"bsr{r}x{c}"``."""
+        """``"dense"``, ``"csr"``, ``"csr_lhs"``, ``"sell"`` or ``"bsr{r}x{c}"``."""
         if self.lowering is Lowering.BSR:
             return "bsr{}x{}".format(*self.block)
         return "csr_lhs" if self.sparse_lhs else self.lowering.value
@@ -96,6 +122,11 @@ class SiteMatrix:
     def own_block(self) -> tuple[int, int]:
         """The block shape the model stores the matrix in (``(1, 1)``: none)."""
         return matrix.matrix_block(self.site.matrix)
+
+    @cached_property
+    def sell_vectors(self) -> tuple[int, int]:
+        """``(vectors, slices * panels)`` of the matrix in the ``sell`` layout."""
+        return sell_vectors(self.csr)
 
     def nblocks(self, block: tuple[int, int]) -> int:
         """Tiles of ``block`` shape holding a stored value."""
@@ -129,6 +160,8 @@ class SiteMatrix:
             return cost.dense_seconds(rows, cols, self.batch)
         if candidate.lowering is Lowering.CSR:
             return cost.csr_seconds(rows, cols, nnz, self.batch, sparse_lhs=candidate.sparse_lhs)
+        if candidate.lowering is Lowering.SELL:
+            return cost.sell_seconds(rows, cols, *self.sell_vectors)
         blocks = self.nblocks(candidate.block)
         return cost.bsr_seconds(rows, cols, blocks, candidate.block, self.batch)
 
@@ -163,6 +196,17 @@ def stored_candidates(sites: list[SiteMatrix]) -> list[Candidate]:
     return [Candidate(Lowering.BSR, own_block)] if own_block != (1, 1) else _csr_candidates(sites)
 
 
+def _sell_fits(sites: list[SiteMatrix]) -> bool:
+    """Every read is a batch-1 float32 product and the kernel is offered for the target."""
+    return (
+        _SELL.get()
+        and roofline.lanes(4) == LANES
+        and all(
+            s.site.conv is None and s.batch == 1 and s.site.matrix.dtype == "float32" for s in sites
+        )
+    )
+
+
 def candidates(sites: list[SiteMatrix], mode: str) -> list[Candidate]:
     """The lowerings ``mode`` may choose from for a weight read by ``sites``."""
     stored = stored_candidates(sites)
@@ -172,6 +216,8 @@ def candidates(sites: list[SiteMatrix], mode: str) -> list[Candidate]:
     found = [DENSE, *stored]
     if own_block != (1, 1):
         found += _csr_candidates(sites)
+    if _sell_fits(sites):
+        found.append(Candidate(Lowering.SELL))
     if all(s.site.conv is None for s in sites):
         for block in cost.REBLOCK_SHAPES:
             if block == own_block or not all(s.site.allows(block) for s in sites):

@@ -15,6 +15,8 @@ class Lowering(str, enum.Enum):
     """How one sparse weight reaches the compiled module.
 
     ``DENSE``: a dense constant. ``CSR`` / ``BSR``: compressed arrays read by a sparse kernel.
+    ``SELL``: the batch-1 product's weight in sliced ELLPACK over column panels
+    (:mod:`~sparse_import.planning.sell`), for targets with AVX-512.
     ``DENSIFY``: compressed arrays expanded to the dense weight at run time, inside the module,
     for a weight that ``mode="sparse"`` keeps compressed although no sparse kernel reads it.
     """
@@ -22,6 +24,7 @@ class Lowering(str, enum.Enum):
     DENSE = "dense"
     CSR = "csr"
     BSR = "bsr"
+    SELL = "sell"
     DENSIFY = "densify"
 
     def __str__(self) -> str:

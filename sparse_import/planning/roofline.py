@@ -51,6 +51,7 @@ __all__ = [
     "CSR_MATVEC",
     "DENSE_CONV",
     "DENSE_PRODUCT",
+    "SELL_MATVEC",
     "SPARSE_CONV",
     "SPARSE_DIRECT",
     "SPARSE_MATMUL",
@@ -63,6 +64,7 @@ __all__ = [
     "dense_seconds",
     "family_scale",
     "lanes",
+    "sell_seconds",
     "sparse_seconds",
 ]
 
@@ -112,6 +114,7 @@ DENSE_CONV = MappingProxyType(
         ("NHWC", 3): Roofline(0.0, 0.0, 6.30e-10, 0.0, "dense_conv"),
     }
 )
+SELL_MATVEC = Roofline(0.0, 0.0, 1.01e-09, 4.79e-10, "sell_matvec")  # 5 %
 SPARSE_DIRECT = Roofline(3.36e-05, 2.32e-11, 6.05e-10, 5.06e-10, "sparse_direct")  # NCHW; 7 %
 SPARSE_CONV = MappingProxyType(  # 1x1, our kernel; NHWC with its transposes
     {
@@ -216,6 +219,14 @@ def sparse_seconds(
         return BSR_MATVEC.seconds(nbytes, nblocks * (1 if c == 1 else r), block_rows)
     values = nblocks * r * c
     return _matmul_seconds(SPARSE_MATMUL, stored, rows, cols, values, r, batch, itemsize, True)
+
+
+def sell_seconds(rows: int, cols: int, vectors: int, groups: int) -> float:
+    """Our batch-1 kernel on a float32 weight in the ``sell`` layout: ``vectors`` vectors of 16
+    values and one-byte columns in ``groups`` (slice, panel) groups, each vector one permute
+    and one fused multiply-add."""
+    nbytes = vectors * 16 * 5 + (groups + 1) * _POINTER_BYTES + (rows + cols) * 4
+    return SELL_MATVEC.seconds(nbytes, vectors, groups)
 
 
 def _matmul_seconds(

@@ -1,20 +1,20 @@
 """Quick re-measure of the cost model for a target CPU (``sparse-import calibrate``).
 
-Thirteen probe layers, one to two per kernel family (dense products, our batch-1 CSR and BSR
-kernels, the batch-N sparse product, dense and sparse convolutions, and TVM's own kernels that
-``auto`` may pick: the sparse-left-hand-side product and NHWC 3x3 sparse convolution), are built
-for the target and timed here; each family's scale is the geometric mean of measured time over
-the built-in constants' estimate for that target's vector width. The planner then multiplies
-every estimate of the family by it (:mod:`~sparse_import.planning.calibration`), so the ratios
-that decide dense against sparse are this CPU's. Timing runs on this machine: the target must
-be one it can run.
+Fifteen probe layers, one or two per kernel family (dense products; our batch-1 CSR, BSR and
+``sell`` kernels, the last on AVX-512 targets only; the batch-N sparse product; dense and sparse
+convolutions; TVM's own kernels that ``auto`` may pick: the sparse-left-hand-side product and
+NHWC 3x3 sparse convolution), are built for the target and timed here; each family's scale is
+the geometric mean of measured time over the built-in constants' estimate for that target's
+vector width. The planner then multiplies every estimate of the family by it
+(:mod:`~sparse_import.planning.calibration`), so the ratios that decide dense against sparse
+are this CPU's. Timing runs on this machine: the target must be one it can run.
 
 Examples
 --------
 >>> from sparse_import.relay_backend.calibrate import PROBES
 >>> sorted({p.family for p in PROBES}) == sorted(
 ...     ["dense_product", "csr_matvec", "bsr_matvec", "sparse_matmul", "dense_conv",
-...      "sparse_conv", "sparse_direct", "tvm_sparse"])
+...      "sparse_conv", "sparse_direct", "tvm_sparse", "sell_matvec"])
 True
 """
 
@@ -33,10 +33,18 @@ from tvm import relay
 
 from sparse_import.planning import cost, roofline
 from sparse_import.planning.calibration import Calibration
+from sparse_import.planning.sell import sell_vectors
 from sparse_import.target import resolve, vector_bytes
 
 from .build import build, time_module
-from .kernels import SparseOperand, sparse_conv2d_expr, sparse_dense_expr
+from .kernels import (
+    SellOperand,
+    SparseOperand,
+    sell_dense_expr,
+    sparse_conv2d_expr,
+    sparse_dense_expr,
+)
+from .lowering import SELL_BYTES
 
 __all__ = ["PROBES", "Measured", "Probe", "measure"]
 
@@ -83,6 +91,8 @@ PROBES = (
     Probe("csr_matvec", "fc", (1024, 1024), 0.05),
     Probe("bsr_matvec", "fc", (2048, 2048), 0.1, block=(1, 4)),
     Probe("bsr_matvec", "fc", (2048, 2048), 0.1, block=(8, 1)),
+    Probe("sell_matvec", "fc", (2048, 2048), 0.1),
+    Probe("sell_matvec", "fc", (1024, 1024), 0.05),
     Probe("sparse_matmul", "fc", (1024, 1024), 0.1, batch=16),
     Probe("dense_conv", "conv", (64, 64), 1.0, kernel=3, size=28),
     Probe("dense_conv", "conv", (128, 128), 1.0, kernel=1, size=28),
@@ -127,7 +137,9 @@ def _module(probe: Probe, weight: sp.csr_matrix) -> tuple[relay.Function, dict, 
         operand = SparseOperand.from_scipy(matrix)
     if probe.kind == "fc":
         x = relay.var("x", shape=(probe.batch, probe.shape[1]))
-        if operand is None:
+        if probe.family == "sell_matvec":
+            y, params = sell_dense_expr(x, SellOperand.from_scipy(weight), "w")
+        elif operand is None:
             w = relay.var("w", shape=weight.shape)
             y, params = relay.nn.dense(x, w), {"w": weight.toarray()}
         else:
@@ -155,6 +167,8 @@ def _estimate(probe: Probe, weight: sp.csr_matrix) -> float:
             return cost.csr_seconds(rows, cols, weight.nnz, probe.batch, sparse_lhs=True)
         pixels = probe.size * probe.size
         return cost.conv_seconds(probe.layout, probe.kernel, rows, cols, pixels, stored=weight.nnz)
+    if probe.family == "sell_matvec":
+        return roofline.sell_seconds(rows, cols, *sell_vectors(weight))
     if probe.kind == "fc":
         if probe.density >= 1.0:
             return roofline.dense_seconds(rows, cols, probe.batch)
@@ -190,6 +204,8 @@ def measure(
     base = Calibration(cpu, vector_bytes(resolved), "built in")
     rng = np.random.default_rng(_SEED)
     built = []
+    if base.vector_bytes != SELL_BYTES:  # the sell kernel needs AVX-512
+        probes = [p for p in probes if p.family != "sell_matvec"]
     for probe in probes:
         progress(f"building {probe.label}")
         weight = _weight(probe, rng)

@@ -19,11 +19,19 @@ from tvm import relay
 from tvm.relay.op.nn import _make as _nn_make  # nn.sparse_conv2d has no Python wrapper
 
 from sparse_import.planning.roofline import lanes
+from sparse_import.planning.sell import sell_arrays
 
 from . import strategy  # noqa: F401  (registers our kernels for the calls built here)
 from .conv_op import sparse_conv2d
+from .sell_op import sell_dense
 
-__all__ = ["SparseOperand", "sparse_conv2d_expr", "sparse_dense_expr"]
+__all__ = [
+    "SellOperand",
+    "SparseOperand",
+    "sell_dense_expr",
+    "sparse_conv2d_expr",
+    "sparse_dense_expr",
+]
 
 _POINTER_DTYPE = np.dtype(np.int32)
 MAX_ROW_PADDING = 0.15
@@ -148,6 +156,61 @@ def _padded_rows(
     new_data = np.zeros(total, dtype=data.dtype)
     new_data[positions] = data
     return new_data, new_indices, new_indptr
+
+
+@dataclass(frozen=True)
+class SellOperand:
+    """A ``(units, in)`` weight in the ``sell`` layout (:mod:`sparse_import.planning.sell`),
+    read by :func:`~.sell_op.sell_dense` at batch 1.
+
+    Attributes
+    ----------
+    values, columns, offsets : numpy.ndarray
+        The layout's arrays.
+    shape : tuple[int, int]
+        ``(units, in)`` of the weight.
+    """
+
+    values: np.ndarray
+    columns: np.ndarray
+    offsets: np.ndarray
+    shape: tuple[int, int]
+
+    format = "sell"
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the three arrays together."""
+        return int(self.values.nbytes + self.columns.nbytes + self.offsets.nbytes)
+
+    @classmethod
+    def from_scipy(cls, matrix: sp.csr_matrix | sp.csr_array, panel: int = 32) -> SellOperand:
+        """Lay out a SciPy CSR matrix in panels of ``panel`` columns (explicit zeros kept)."""
+        values, columns, offsets = sell_arrays(matrix, panel)
+        return cls(values, columns, offsets, (int(matrix.shape[0]), int(matrix.shape[1])))
+
+    def params(self, prefix: str) -> dict[str, np.ndarray]:
+        """Parameter dict ``{prefix.values, prefix.columns, prefix.offsets}``."""
+        return {
+            f"{prefix}.values": self.values,
+            f"{prefix}.columns": self.columns,
+            f"{prefix}.offsets": self.offsets,
+        }
+
+    def variables(self, prefix: str) -> tuple[relay.Var, relay.Var, relay.Var]:
+        """Relay variables named as in :meth:`params`, typed from the arrays."""
+        return tuple(
+            relay.var(name, shape=value.shape, dtype=str(value.dtype))
+            for name, value in self.params(prefix).items()
+        )
+
+
+def sell_dense_expr(
+    x: relay.Expr, operand: SellOperand, prefix: str
+) -> tuple[relay.Expr, dict[str, np.ndarray]]:
+    """Build ``y = x @ W.T`` for a ``(1, in)`` ``x`` with ``W`` in the ``sell`` layout."""
+    call = sell_dense(x, *operand.variables(prefix), units=operand.shape[0])
+    return call, operand.params(prefix)
 
 
 def sparse_dense_expr(

@@ -20,7 +20,7 @@ from tvm import relay
 
 from sparse_import.imported import ImportedModel, SparseWeight
 from sparse_import.planning import report, roofline
-from sparse_import.planning.decide import Candidate, Decision, SiteMatrix
+from sparse_import.planning.decide import Candidate, Decision, SiteMatrix, offering_sell
 from sparse_import.planning.modes import MODES, Lowering, check_arguments
 from sparse_import.planning.names import NameTable
 from sparse_import.planning.plan import WeightRef, dense, plan_expansion, plan_weights
@@ -28,11 +28,14 @@ from sparse_import.target import calibration, resolve
 
 from . import compress
 from .compress import CompressedWeight
-from .kernels import SparseOperand
+from .kernels import SellOperand, SparseOperand
 from .neighbours import conv_neighbours
 from .rewrite import SparseCall, rewrite_module
 from .sites import NON_NUMPY_CAST, Site, classify
 from .uses import Use, find_uses
+
+SELL_BYTES = 64
+"""Vector width the ``sell`` kernel needs (AVX-512: 16 float32 lanes)."""
 
 __all__ = ["MODES", "inspect_rows", "lower", "plan_model"]
 
@@ -61,7 +64,9 @@ def _ref(weight: SparseWeight) -> WeightRef:
     return WeightRef(weight.param, weight.source.name, weight.consumer)
 
 
-def _operand(site: SiteMatrix, chosen: Candidate) -> SparseOperand:
+def _operand(site: SiteMatrix, chosen: Candidate) -> SparseOperand | SellOperand:
+    if chosen.lowering is Lowering.SELL:
+        return SellOperand.from_scipy(site.csr)
     if chosen.lowering is Lowering.BSR:
         return SparseOperand.from_scipy(site.site.matrix.to_scipy("bsr", blocksize=chosen.block))
     return SparseOperand.from_scipy(site.csr)
@@ -132,7 +137,7 @@ def _lower_weight(
     decision, chosen, sites = planned
     if chosen.lowering is Lowering.DENSE:
         return decision, {}, None
-    operands: dict[tuple, tuple[SparseOperand, str]] = {}
+    operands: dict[tuple, tuple[SparseOperand | SellOperand, str]] = {}
     calls = {}
     for site in sites:
         key = _chain_key(site.site)
@@ -251,7 +256,8 @@ def plan_model(
 ) -> Plan:
     """Decide every weight of ``imported`` for ``target`` (default: this machine's CPU) without
     rewriting or densifying anything."""
-    with roofline.calibrated(calibration(resolve(target))):
+    prices = calibration(resolve(target))
+    with roofline.calibrated(prices), offering_sell(prices.vector_bytes == SELL_BYTES):
         return _plan_model(imported, mode, batch_size)
 
 

@@ -19,7 +19,13 @@ from tvm import relay
 from tvm.relay.dataflow_pattern import DFPatternCallback, is_op, wildcard
 
 from .conv_op import conv_geometry
-from .kernels import SparseOperand, sparse_conv2d_expr, sparse_dense_expr
+from .kernels import (
+    SellOperand,
+    SparseOperand,
+    sell_dense_expr,
+    sparse_conv2d_expr,
+    sparse_dense_expr,
+)
 from .sites import Site, conv_form
 
 __all__ = ["SparseCall", "rewrite_module"]
@@ -33,8 +39,8 @@ class SparseCall:
     ----------
     site : Site
         The consumer and the shape of its input.
-    operand : SparseOperand
-        Compressed ``(units, in)`` weight matrix.
+    operand : SparseOperand | SellOperand
+        Compressed ``(units, in)`` weight matrix (``sell``: batch-1 products only).
     prefix : str
         Name prefix of the operand's parameters (sites sharing an operand share the prefix).
     sparse_lhs : bool
@@ -42,7 +48,7 @@ class SparseCall:
     """
 
     site: Site
-    operand: SparseOperand
+    operand: SparseOperand | SellOperand
     prefix: str
     sparse_lhs: bool = False
 
@@ -61,7 +67,10 @@ class SparseCall:
             )
         lead = self.site.data_shape[:-1]
         x = data if len(lead) == 1 else relay.reshape(data, (-1, self.operand.shape[1]))
-        y, params = sparse_dense_expr(x, self.operand, self.prefix, sparse_lhs=self.sparse_lhs)
+        if isinstance(self.operand, SellOperand):
+            y, params = sell_dense_expr(x, self.operand, self.prefix)
+        else:
+            y, params = sparse_dense_expr(x, self.operand, self.prefix, sparse_lhs=self.sparse_lhs)
         if len(lead) != 1:
             y = relay.reshape(y, (*(-1 if d is None else d for d in lead), self.operand.shape[0]))
         return y, params

@@ -132,3 +132,12 @@ def test_weight_that_is_no_parameter_is_refused(layers):
     imported.weights = (other,)
     with pytest.raises(ValueError, match="sparse weight 'other': not a parameter"):
         lower(imported, mode="sparse")
+
+
+def test_auto_never_picks_a_layout_relax_has_no_kernel_for():
+    """Relay's batch-1 ``sell`` layout has no Relax kernel: auto chooses among the others."""
+    rng = np.random.default_rng(5)
+    w = sp.random_array((2048, 2048), density=0.1, format="csr", rng=rng, dtype=np.float32)
+    _, (decision,) = to_relax(w, mode="auto", shape_dict={"x": (1, 2048)})
+    assert str(decision.lowering) in ("csr", "bsr", "dense")
+    assert "sell" not in dict(decision.estimates)

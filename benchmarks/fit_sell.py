@@ -1,0 +1,101 @@
+"""Fit the constants of our batch-1 ``sell`` kernel (``roofline.SELL_MATVEC``).
+
+Times ``sparse_import.sell_dense`` (the weight in sliced ELLPACK over column panels, a ReLU
+fused after it, as in an MLP) on weights of 512 to 4096 rows and columns at densities 0.02 to
+0.3, built for this CPU with TVM's default threads, and fits by non-negative least squares on
+relative error the four constants of ``Roofline``: per call, per byte streamed (the layout's
+arrays, ``x`` and ``y``), per vector (a permute and a fused multiply-add) and per (slice, panel)
+group. Prints the rows, the constants and the fit's median and 90th-percentile relative error.
+
+Run from the repository root: ``python -m benchmarks.fit_sell [--repeat 7]``; the output is also
+written to ``benchmarks/results/sell.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import tvm
+import tvm.contrib.graph_executor
+from scipy.optimize import nnls
+from tvm import relay
+
+from benchmarks.common import format_table, machine
+from sparse_import.planning.sell import sell_vectors
+from sparse_import.relay_backend.build import build
+from sparse_import.relay_backend.kernels import SellOperand, sell_dense_expr
+
+os.environ.setdefault("TOPHUB_LOCATION", "NONE")
+
+SHAPES = ((2048, 2048), (1024, 4096), (4096, 1024), (1024, 1024), (512, 512), (1000, 300))
+DENSITIES = (0.02, 0.05, 0.1, 0.2, 0.3)
+RESULTS = Path(__file__).parent / "results" / "sell.txt"
+
+
+def features(rows: int, cols: int, vectors: int, groups: int) -> tuple[float, float, float]:
+    """What :func:`roofline.sell_seconds` prices: bytes, vectors, groups."""
+    return vectors * 16 * 5 + (groups + 1) * 4 + (rows + cols) * 4, vectors, groups
+
+
+def measure(rng: np.random.Generator, repeat: int) -> list[dict]:
+    found = []
+    for density in DENSITIES:
+        for rows, cols in SHAPES:
+            matrix = sp.random_array((rows, cols), density=density, rng=rng, format="csr")
+            matrix = matrix.astype(np.float32)
+            x = relay.var("x", shape=(1, cols))
+            y, params = sell_dense_expr(x, SellOperand.from_scipy(matrix), "w")
+            y = relay.nn.relu(y)
+            mod = tvm.IRModule.from_expr(relay.Function(relay.analysis.free_vars(y), y))
+            module = tvm.contrib.graph_executor.GraphModule(
+                build(mod, params)["default"](tvm.cpu())
+            )
+            module.set_input("x", rng.standard_normal((1, cols)).astype(np.float32))
+            timer = module.module.time_evaluator(
+                "run", tvm.cpu(0), number=1, repeat=repeat, min_repeat_ms=30
+            )
+            vectors, groups = sell_vectors(matrix)
+            found.append(
+                dict(rows=rows, cols=cols, density=density, nnz=int(matrix.nnz), vectors=vectors,
+                     groups=groups, seconds=float(np.median(timer().results)))
+            )  # fmt: skip
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    rows = measure(np.random.default_rng(1), args.repeat)
+    x = np.array([[1.0, *features(r["rows"], r["cols"], r["vectors"], r["groups"])] for r in rows])
+    y = np.array([r["seconds"] for r in rows])
+    constants, _ = nnls(x / y[:, None], np.ones_like(y))
+    error = np.abs(x @ constants - y) / y
+    table = format_table(
+        ["rows", "cols", "density", "nnz", "vectors x 16 / nnz", "ms", "model ms"],
+        [
+            [r["rows"], r["cols"], r["density"], r["nnz"],
+             f"{16 * r['vectors'] / max(r['nnz'], 1):.2f}", f"{r['seconds'] * 1e3:.4f}",
+             f"{p * 1e3:.4f}"]
+            for r, p in zip(rows, x @ constants, strict=True)
+        ],
+    )  # fmt: skip
+    p90 = np.quantile(error, 0.9)
+    text = "\n".join(
+        [
+            machine(),
+            table,
+            "SELL_MATVEC = Roofline({:.3g}, {:.3g}, {:.3g}, {:.3g})".format(*constants),
+            f"median relative error {np.median(error):.1%}, 90th percentile {p90:.1%}",
+        ]
+    )
+    print(text)
+    RESULTS.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
