@@ -16,7 +16,10 @@ float64 NumPy product (TFLite: its weights read back from LiteRT) before timing.
 
 One table per thread count (``--threads``, default 1 and every CPU; TVM's default on this
 2-vCPU machine is one thread, since it counts one thread per physical core), each from a child
-process with ``TVM_NUM_THREADS`` set and every peer on the same number of threads. Within a
+process with ``TVM_NUM_THREADS`` set; the peers run on the same number of threads, in the
+tables of ``--peer-threads`` (default 1). On 2 threads the runtimes' worker pools share the two
+cores and keep spinning after each run: a 0.03 ms layer timed next to onnxruntime and DeepSparse
+spread 100-240 % between rounds, so that table times TVM's modes alone. Within a
 table all modules of all rows are timed in interleaved rounds (each round times every module
 once, ``MIN_REPEAT_MS`` per figure); medians over rounds, and the spread (largest interquartile
 range over median of a row's modules). Roofline columns: the bytes auto's module streams (its
@@ -60,7 +63,12 @@ TARGETS = {"fc b1 d0.10": 3.0, "fc b1 d0.05": 5.0, "fc 1x4 d0.10": 4.0, "fc b16 
 TARGETS["mlp 1024-2048-1024"] = 2.5
 MODES = ("dense", "sparse", "auto")
 MIN_REPEAT_MS = 30
-AUTO_SLACK = 1.10  # auto may be this much slower than the better of dense and sparse
+PAUSE_MS = 100
+"""Idle sample before each figure (``bench_models.Quiet``). The runtimes keep their worker
+threads spinning after a run (DeepSparse pins one per core and spins them in step): taken back
+to back on 2 threads, DeepSparse's 2048x2048 layer took 31 ms instead of 0.5 ms, and
+onnxruntime's 0.7 ms instead of 0.14 ms, depending on what ran before."""
+QUIET_BUDGET_S = 300
 
 
 @dataclass
@@ -118,22 +126,35 @@ def _onnx_matmul(weight: np.ndarray, batch: int) -> onnx.ModelProto:
     return model
 
 
-def fc_row(name: str, weight, batch: int, rng, threads: int, deepsparse, work: Path) -> Row:
+@dataclass
+class Peers:
+    """The peers a table runs (none: TVM's modes only) on ``threads`` threads."""
+
+    threads: int
+    enabled: bool
+    deepsparse: bench_models.DeepSparse | None
+    work: Path
+
+
+def fc_row(name: str, weight, batch: int, rng, peers: Peers) -> Row:
     row = Row(name)
     x = rng.standard_normal((batch, weight.shape[1])).astype(np.float32)
     dense = weight.toarray()
     row.reference = x.astype(np.float64) @ dense.astype(np.float64).T
     row.dense_bytes = dense.nbytes
     _tvm(row, weight, {"x": x})
+    if not peers.enabled:
+        return row
     model = _onnx_matmul(dense, batch)
-    session = bench_models.ort_session(model, optimize=True, threads=threads)
+    session = bench_models.ort_session(model, optimize=True, threads=peers.threads)
     row.outputs["onnxruntime"] = session.run(None, {"x": x})[0]
     row.timers["onnxruntime"] = bench_models.loop_timer(
         lambda: session.run(None, {"x": x}), MIN_REPEAT_MS, bench_models.unpin
     )
+    deepsparse = peers.deepsparse
     if deepsparse is not None:
         key = name.replace(" ", "_").replace(".", "")
-        paths = [work / f"{key}{suffix}" for suffix in (".onnx", "_in.npz", "_out.npz")]
+        paths = [peers.work / f"{key}{suffix}" for suffix in (".onnx", "_in.npz", "_out.npz")]
         onnx.save(model, paths[0])
         np.savez(paths[1], x)
         deepsparse.request(
@@ -142,7 +163,7 @@ def fc_row(name: str, weight, batch: int, rng, threads: int, deepsparse, work: P
             model=str(paths[0]),
             inputs=str(paths[1]),
             outputs=str(paths[2]),
-            cores=threads,
+            cores=peers.threads,
             batch=batch,
         )
         with np.load(paths[2]) as data:
@@ -153,18 +174,20 @@ def fc_row(name: str, weight, batch: int, rng, threads: int, deepsparse, work: P
     return row
 
 
-def mlp_row(rng, threads: int) -> Row:
+def mlp_row(rng, peers: Peers) -> Row:
     from ai_edge_litert.interpreter import Interpreter
 
     row = Row("mlp 1024-2048-1024")
     data = MLP.read_bytes()
-    interpreter = Interpreter(model_content=data, num_threads=threads)
+    interpreter = Interpreter(model_content=data, num_threads=peers.threads)
     interpreter.allocate_tensors()
     (entry,) = interpreter.get_input_details()
     x = rng.standard_normal(tuple(entry["shape"])).astype(np.float32)
     row.reference = _tflite_reference(data, x)
     row.dense_bytes = sum(4 * a * b for a, b in ((2048, 1024), (1024, 2048)))
     _tvm(row, data, {entry["name"]: x})
+    if not peers.enabled:
+        return row
     out = interpreter.get_output_details()[0]["index"]
 
     def run() -> None:
@@ -215,23 +238,16 @@ def _copy_timer(nbytes: int) -> Callable[[], float]:
     return measure
 
 
-def rows(threads: int, deepsparse, work: Path) -> list[Row]:
+def rows(peers: Peers) -> list[Row]:
     rng = np.random.default_rng(20261130)
     fc = (2048, 2048)
+    blocked = sp.csr_matrix(block_sparse(rng, fc, 0.10, (1, 4)))
     table = [
-        fc_row("fc b1 d0.10", element_sparse(rng, fc, 0.10), 1, rng, threads, deepsparse, work),
-        fc_row("fc b1 d0.05", element_sparse(rng, fc, 0.05), 1, rng, threads, deepsparse, work),
-        fc_row(
-            "fc 1x4 d0.10",
-            sp.csr_matrix(block_sparse(rng, fc, 0.10, (1, 4))),
-            1,
-            rng,
-            threads,
-            deepsparse,
-            work,
-        ),
-        fc_row("fc b16 d0.10", element_sparse(rng, fc, 0.10), 16, rng, threads, deepsparse, work),
-        mlp_row(rng, threads),
+        fc_row("fc b1 d0.10", element_sparse(rng, fc, 0.10), 1, rng, peers),
+        fc_row("fc b1 d0.05", element_sparse(rng, fc, 0.05), 1, rng, peers),
+        fc_row("fc 1x4 d0.10", blocked, 1, rng, peers),
+        fc_row("fc b16 d0.10", element_sparse(rng, fc, 0.10), 16, rng, peers),
+        mlp_row(rng, peers),
     ]
     for row in table:
         scale = max(float(np.max(np.abs(row.reference))), 1e-30)
@@ -246,20 +262,28 @@ def rows(threads: int, deepsparse, work: Path) -> list[Row]:
 PEERS = ("onnxruntime", "LiteRT", "DeepSparse")
 
 
-def table_text(threads: int, rounds: int, deepsparse_python: Path) -> str:
-    """Build every row, time them in ``rounds`` interleaved rounds, format the tables."""
+def table_text(threads: int, rounds: int, deepsparse_python: Path | None) -> str:
+    """Build every row, time them in ``rounds`` interleaved rounds, format the tables (peers
+    unless ``deepsparse_python`` is ``None``, DeepSparse when it exists)."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         deepsparse = None
-        if deepsparse_python.exists():
+        if deepsparse_python is not None and deepsparse_python.exists():
             deepsparse = bench_models.DeepSparse(deepsparse_python, work / "deepsparse.log")
         try:
-            table = rows(threads, deepsparse, work)
+            table = rows(Peers(threads, deepsparse_python is not None, deepsparse, work))
+            quiet = bench_models.Quiet(pause_ms=PAUSE_MS, budget_s=QUIET_BUDGET_S)
+            if deepsparse is not None:
+                quiet.pids.append(deepsparse.process.pid)
+            for row in table:  # warm up: first runs, page faults, worker threads
+                for timer in row.timers.values():
+                    quiet.take(timer)
+            quiet.loaded = quiet.retaken = quiet.figures = 0
             times: dict[tuple[str, str], list[float]] = {}
             for _ in range(rounds):
                 for row in table:
                     for kind, timer in row.timers.items():
-                        times.setdefault((row.name, kind), []).append(timer())
+                        times.setdefault((row.name, kind), []).append(quiet.take(timer))
         finally:
             if deepsparse is not None:
                 deepsparse.close()
@@ -289,6 +313,8 @@ def table_text(threads: int, rounds: int, deepsparse_python: Path) -> str:
                 f"{spread:.0%}",
             ]
         )
+        if not any(p in median for p in PEERS):
+            continue
         best_peer = min((p for p in PEERS if p in median), key=median.get)
         peers.append(
             [row.name, auto * 1e3]
@@ -312,17 +338,21 @@ def table_text(threads: int, rounds: int, deepsparse_python: Path) -> str:
     ]
     peer_header = ["row", "TVM auto ms", *(f"{p} ms" for p in PEERS)]
     peer_header += ["best peer", "best peer ms", "best peer/auto"]
-    return "\n".join(
-        [
-            machine(),
-            f"{rounds} interleaved rounds, medians; TVM and every peer on {threads} thread(s); "
-            "spread = largest IQR / median in the row",
-            format_table(header, speed),
+    who = "TVM and every peer" if peers else "TVM (no peers: see --peer-threads)"
+    lines = [
+        machine(),
+        f"{rounds} interleaved rounds, medians; {who} on {threads} thread(s); spread = largest "
+        f"IQR / median in the row; {quiet.retaken} of {quiet.figures} figures retaken and "
+        f"{quiet.loaded} taken under load from other processes",
+        format_table(header, speed),
+    ]
+    if peers:
+        lines += [
             "",
             "peers (time of the fastest peer over TVM auto's: above 1 means auto is faster)",
             format_table(peer_header, peers),
         ]
-    )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -331,22 +361,25 @@ def main() -> None:
     parser.add_argument(
         "--threads", default=f"1,{os.cpu_count() or 1}", help="comma-separated thread counts"
     )
+    parser.add_argument(
+        "--peer-threads", default="1", help="comma-separated thread counts whose table has peers"
+    )
     parser.add_argument("--deepsparse-python", type=Path, default=bench_models.DEEPSPARSE_PYTHON)
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--no-peers", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        print(json.dumps(table_text(args.child, args.rounds, args.deepsparse_python)))
+        python = None if args.no_peers else args.deepsparse_python
+        print(json.dumps(table_text(args.child, args.rounds, python)))
         return
+    with_peers = {int(t) for t in args.peer_threads.split(",") if t}
     texts = []
     for threads in dict.fromkeys(int(t) for t in args.threads.split(",")):
         env = {**os.environ, "TVM_NUM_THREADS": str(threads), "TOPHUB_LOCATION": "NONE"}
         command = [sys.executable, "-m", "benchmarks.bench_kernels", "--child", str(threads)]
-        command += [
-            "--rounds",
-            str(args.rounds),
-            "--deepsparse-python",
-            str(args.deepsparse_python),
-        ]
+        command += ["--rounds", str(args.rounds)]
+        command += ["--deepsparse-python", str(args.deepsparse_python)]
+        command += [] if threads in with_peers else ["--no-peers"]
         done = subprocess.run(command, env=env, check=True, stdout=subprocess.PIPE, text=True)
         texts.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(texts[-1] + "\n", flush=True)
