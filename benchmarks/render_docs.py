@@ -81,12 +81,27 @@ TABLES = (
         _import_key,
     ),
     TableLink(
-        "| row | dense ms | TVM sparse ms | ours ms | dense / ours | target | ours GB/s | "
-        "dense GB/s |",
+        "| row (1 thread) | dense ms | sparse ms | auto ms | auto is | dense / auto | target | "
+        "auto / best | auto GB/s | dense GB/s |",
         "kernels.txt", 0,
-        {"dense ms": ("dense ms",), "TVM sparse ms": ("TVM sparse ms",), "ours ms": ("ours ms",),
-         "dense / ours": ("dense/ours",), "target": ("target",), "ours GB/s": ("ours GB/s",),
+        {"dense ms": ("dense ms",), "sparse ms": ("sparse ms",), "auto ms": ("auto ms",),
+         "auto is": ("auto is",), "dense / auto": ("dense/auto",), "target": ("target",),
+         "auto / best": ("auto/best",), "auto GB/s": ("auto GB/s",),
          "dense GB/s": ("dense GB/s",)},
+    ),
+    TableLink(
+        "| peers, 1 thread | TVM auto ms | best peer | best peer ms | best peer / auto |",
+        "kernels.txt", 1,
+        {"TVM auto ms": ("TVM auto ms",), "best peer": ("best peer",),
+         "best peer ms": ("best peer ms",), "best peer / auto": ("best peer/auto",)},
+    ),
+    TableLink(
+        "| row (2 threads) | dense ms | sparse ms | auto ms | auto is | dense / auto | target | "
+        "auto / best |",
+        "kernels.txt", 2,
+        {"dense ms": ("dense ms",), "sparse ms": ("sparse ms",), "auto ms": ("auto ms",),
+         "auto is": ("auto is",), "dense / auto": ("dense/auto",), "target": ("target",),
+         "auto / best": ("auto/best",)},
     ),
     TableLink(
         "| weight | batch | density | dense ms | sparse ms (kernel) | auto | dense/sparse | "

@@ -122,3 +122,11 @@ def test_converter_mlp_matches_litert():
         interpreter.invoke()
         (y,) = run(lib, {entry["name"]: x})
         np.testing.assert_allclose(y, interpreter.get_tensor(out), rtol=1e-4, atol=1e-4)
+
+
+def test_building_for_a_target_without_avx512_is_refused(rng):
+    matrix = sp.random_array((64, 64), density=0.2, format="csr", rng=rng, dtype=np.float32)
+    mod, params = sparse_import.to_relay(matrix, mode="auto")
+    assert "sell_dense" in mod.astext()
+    with pytest.raises(Exception, match="AVX-512 only"):
+        build(mod, params, target="llvm -mcpu=haswell")

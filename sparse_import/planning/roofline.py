@@ -22,7 +22,10 @@ on the relative error (minimum of 5 interleaved rounds per point). Median relati
 kernel in the comments. The direct NCHW convolution (``SPARSE_DIRECT``: 3x3 with stride 1 and
 2, 1x1 with stride 2, a 7x7 stem; 7x7 to 224x224 maps, densities 0.03-0.25) is fitted by
 ``benchmarks/fit_direct_conv.py`` (medians of 7 repeats, a ReLU fused after it; 90th percentile
-19 %, its worst rows a 3x3 with stride 2 on 56x56, measured up to 1.35x the model).
+19 %, its worst rows a 3x3 with stride 2 on 56x56, measured up to 1.35x the model). The batch-1
+``sell`` kernel (``SELL_MATVEC``) is fitted by ``benchmarks/fit_sell.py`` (30 weights of 300 to
+4096 rows and columns, densities 0.02-0.3, a ReLU fused after it; median error 5 %): it streams
+its padded arrays at the cache's bandwidth, so its time follows its vector count.
 
 Examples
 --------

@@ -26,7 +26,8 @@ import tvm
 from tvm import relay
 from tvm.relay.op import op as _op
 
-from sparse_import.kernels.sell import sell_matvec
+from sparse_import.kernels import Simd
+from sparse_import.kernels.sell import sell_matvec, supported
 
 from .custom_op import register_op
 
@@ -42,6 +43,12 @@ def _type_relation(arg_types, attrs):
 
 
 def _compute(attrs, inputs, out_type):
+    target = tvm.target.Target.current()
+    if not supported(Simd.from_target(target), str(inputs[1].dtype)):
+        raise ValueError(
+            f"{OP_NAME} computes float32 with AVX-512 only, and target {target} has no AVX-512: "
+            "import with to_relay(..., target=...) naming the target you build for"
+        )
     return [sell_matvec(*inputs, rows=int(attrs.units))]
 
 
