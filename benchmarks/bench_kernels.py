@@ -275,15 +275,7 @@ def table_text(threads: int, rounds: int, deepsparse_python: Path | None) -> str
             quiet = bench_models.Quiet(pause_ms=PAUSE_MS, budget_s=QUIET_BUDGET_S)
             if deepsparse is not None:
                 quiet.pids.append(deepsparse.process.pid)
-            for row in table:  # warm up: first runs, page faults, worker threads
-                for timer in row.timers.values():
-                    quiet.take(timer)
-            quiet.loaded = quiet.retaken = quiet.figures = 0
-            times: dict[tuple[str, str], list[float]] = {}
-            for _ in range(rounds):
-                for row in table:
-                    for kind, timer in row.timers.items():
-                        times.setdefault((row.name, kind), []).append(quiet.take(timer))
+            times = bench_models.measure(table, rounds, quiet)  # rows take a Case's place
         finally:
             if deepsparse is not None:
                 deepsparse.close()

@@ -21,6 +21,7 @@ __all__ = [
     "conv_layer",
     "dense_layer",
     "element_sparse",
+    "fit_roofline",
     "format_table",
     "machine",
     "sparse_layer",
@@ -132,6 +133,40 @@ def time_layer(
 ) -> Timing:
     """Build a one-input module and time it on ``x`` (input named ``"x"``)."""
     return time_module(build(mod, params), {"x": x}, repeat=repeat)
+
+
+def fit_roofline(
+    name: str, features: np.ndarray, seconds: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    """Fit the four ``Roofline`` constants (per call, byte, vector, row) to measured times by
+    non-negative least squares on relative error.
+
+    Parameters
+    ----------
+    name : str
+        The constant's name in ``roofline.py``, for the summary line.
+    features : numpy.ndarray
+        ``(rows, 3)``: bytes, vectors, rows of each measurement.
+    seconds : numpy.ndarray
+        Measured time of each.
+
+    Returns
+    -------
+    tuple[numpy.ndarray, list[str]]
+        The model's time for each measurement, and two summary lines (the constants as code,
+        the median and 90th-percentile relative error).
+    """
+    from scipy.optimize import nnls
+
+    design = np.column_stack([np.ones(len(seconds)), features])
+    constants, _ = nnls(design / seconds[:, None], np.ones_like(seconds))
+    predicted = design @ constants
+    error = np.abs(predicted - seconds) / seconds
+    return predicted, [
+        f"{name} = Roofline({{:.3g}}, {{:.3g}}, {{:.3g}}, {{:.3g}})".format(*constants),
+        f"median relative error {np.median(error):.1%}, "
+        f"90th percentile {np.quantile(error, 0.9):.1%}",
+    ]
 
 
 def machine() -> str:

@@ -22,10 +22,9 @@ import numpy as np
 import scipy.sparse as sp
 import tvm
 import tvm.contrib.graph_executor
-from scipy.optimize import nnls
 from tvm import relay
 
-from benchmarks.common import format_table, machine
+from benchmarks.common import fit_roofline, format_table, machine
 from sparse_import.planning import roofline
 from sparse_import.relay_backend.build import build
 from sparse_import.relay_backend.conv_op import conv_geometry
@@ -110,27 +109,20 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     rows = measure(np.random.default_rng(1), args.repeat)
-    x = np.array([[1.0, *features(r)] for r in rows])
-    y = np.array([r["seconds"] for r in rows])
-    constants, _ = nnls(x / y[:, None], np.ones_like(y))
-    error = np.abs(x @ constants - y) / y
+    predicted, summary = fit_roofline(
+        "SPARSE_DIRECT",
+        np.array([features(r) for r in rows]),
+        np.array([r["seconds"] for r in rows]),
+    )
     table = format_table(
         ["in", "out", "size", "kernel", "stride", "density", "ms", "model ms"],
         [
             [r["cin"], r["cout"], r["size"], r["kernel"], r["stride"], r["density"],
              f"{r['seconds'] * 1e3:.3f}", f"{p * 1e3:.3f}"]
-            for r, p in zip(rows, x @ constants, strict=True)
+            for r, p in zip(rows, predicted, strict=True)
         ],
     )  # fmt: skip
-    p90 = np.quantile(error, 0.9)
-    text = "\n".join(
-        [
-            machine(),
-            table,
-            "SPARSE_DIRECT = Roofline({:.3g}, {:.3g}, {:.3g}, {:.3g})".format(*constants),
-            f"median relative error {np.median(error):.1%}, 90th percentile {p90:.1%}",
-        ]
-    )
+    text = "\n".join([machine(), table, *summary])
     print(text)
     RESULTS.write_text(text + "\n")
 

@@ -21,10 +21,9 @@ import numpy as np
 import scipy.sparse as sp
 import tvm
 import tvm.contrib.graph_executor
-from scipy.optimize import nnls
 from tvm import relay
 
-from benchmarks.common import format_table, machine
+from benchmarks.common import fit_roofline, format_table, machine
 from sparse_import.planning.sell import sell_vectors
 from sparse_import.relay_backend.build import build
 from sparse_import.relay_backend.kernels import SellOperand, sell_dense_expr
@@ -71,28 +70,21 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     rows = measure(np.random.default_rng(1), args.repeat)
-    x = np.array([[1.0, *features(r["rows"], r["cols"], r["vectors"], r["groups"])] for r in rows])
-    y = np.array([r["seconds"] for r in rows])
-    constants, _ = nnls(x / y[:, None], np.ones_like(y))
-    error = np.abs(x @ constants - y) / y
+    predicted, summary = fit_roofline(
+        "SELL_MATVEC",
+        np.array([features(r["rows"], r["cols"], r["vectors"], r["groups"]) for r in rows]),
+        np.array([r["seconds"] for r in rows]),
+    )
     table = format_table(
         ["rows", "cols", "density", "nnz", "vectors x 16 / nnz", "ms", "model ms"],
         [
             [r["rows"], r["cols"], r["density"], r["nnz"],
              f"{16 * r['vectors'] / max(r['nnz'], 1):.2f}", f"{r['seconds'] * 1e3:.4f}",
              f"{p * 1e3:.4f}"]
-            for r, p in zip(rows, x @ constants, strict=True)
+            for r, p in zip(rows, predicted, strict=True)
         ],
     )  # fmt: skip
-    p90 = np.quantile(error, 0.9)
-    text = "\n".join(
-        [
-            machine(),
-            table,
-            "SELL_MATVEC = Roofline({:.3g}, {:.3g}, {:.3g}, {:.3g})".format(*constants),
-            f"median relative error {np.median(error):.1%}, 90th percentile {p90:.1%}",
-        ]
-    )
+    text = "\n".join([machine(), table, *summary])
     print(text)
     RESULTS.write_text(text + "\n")
 

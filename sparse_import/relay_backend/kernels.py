@@ -11,7 +11,7 @@ The arrays become Relay parameters (free variables bound at build time), so the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,8 +44,30 @@ def _index_dtype(block_cols: int) -> np.dtype:
     return np.dtype(np.uint16) if block_cols <= 2**16 else np.dtype(np.int32)
 
 
+class _Arrays:
+    """Named arrays that become a weight's parameters ``{prefix}.{part}``."""
+
+    PARTS: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays together."""
+        return int(sum(getattr(self, part).nbytes for part in self.PARTS))
+
+    def params(self, prefix: str) -> dict[str, np.ndarray]:
+        """Parameter dict ``{prefix.<part>: array}``, in :attr:`PARTS` order."""
+        return {f"{prefix}.{part}": getattr(self, part) for part in self.PARTS}
+
+    def variables(self, prefix: str) -> tuple[relay.Var, ...]:
+        """Relay variables named as in :meth:`params`, typed from the arrays."""
+        return tuple(
+            relay.var(name, shape=value.shape, dtype=str(value.dtype))
+            for name, value in self.params(prefix).items()
+        )
+
+
 @dataclass(frozen=True)
-class SparseOperand:
+class SparseOperand(_Arrays):
     """The three arrays TVM reads a sparse ``(units, in)`` weight from.
 
     Attributes
@@ -65,6 +87,7 @@ class SparseOperand:
     indices: np.ndarray
     indptr: np.ndarray
     shape: tuple[int, int]
+    PARTS: ClassVar[tuple[str, ...]] = ("data", "indices", "indptr")
 
     @property
     def format(self) -> Literal["csr", "bsr"]:
@@ -75,11 +98,6 @@ class SparseOperand:
     def block(self) -> tuple[int, int]:
         """Block shape ``(r, c)``; ``(1, 1)`` for CSR."""
         return (1, 1) if self.data.ndim == 1 else tuple(int(n) for n in self.data.shape[1:])
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the three arrays together."""
-        return int(self.data.nbytes + self.indices.nbytes + self.indptr.nbytes)
 
     @classmethod
     def from_scipy(
@@ -121,21 +139,6 @@ class SparseOperand:
             shape=shape,
         )
 
-    def params(self, prefix: str) -> dict[str, np.ndarray]:
-        """Parameter dict ``{prefix.data, prefix.indices, prefix.indptr}``."""
-        return {
-            f"{prefix}.data": self.data,
-            f"{prefix}.indices": self.indices,
-            f"{prefix}.indptr": self.indptr,
-        }
-
-    def variables(self, prefix: str) -> tuple[relay.Var, relay.Var, relay.Var]:
-        """Relay variables named as in :meth:`params`, typed from the arrays."""
-        return tuple(
-            relay.var(name, shape=value.shape, dtype=str(value.dtype))
-            for name, value in self.params(prefix).items()
-        )
-
 
 def _padded_rows(
     data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, multiple: int
@@ -159,7 +162,7 @@ def _padded_rows(
 
 
 @dataclass(frozen=True)
-class SellOperand:
+class SellOperand(_Arrays):
     """A ``(units, in)`` weight in the ``sell`` layout (:mod:`sparse_import.planning.sell`),
     read by :func:`~.sell_op.sell_dense` at batch 1.
 
@@ -176,33 +179,14 @@ class SellOperand:
     offsets: np.ndarray
     shape: tuple[int, int]
 
+    PARTS: ClassVar[tuple[str, ...]] = ("values", "columns", "offsets")
     format = "sell"
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the three arrays together."""
-        return int(self.values.nbytes + self.columns.nbytes + self.offsets.nbytes)
 
     @classmethod
     def from_scipy(cls, matrix: sp.csr_matrix | sp.csr_array, panel: int = 32) -> SellOperand:
         """Lay out a SciPy CSR matrix in panels of ``panel`` columns (explicit zeros kept)."""
         values, columns, offsets = sell_arrays(matrix, panel)
         return cls(values, columns, offsets, (int(matrix.shape[0]), int(matrix.shape[1])))
-
-    def params(self, prefix: str) -> dict[str, np.ndarray]:
-        """Parameter dict ``{prefix.values, prefix.columns, prefix.offsets}``."""
-        return {
-            f"{prefix}.values": self.values,
-            f"{prefix}.columns": self.columns,
-            f"{prefix}.offsets": self.offsets,
-        }
-
-    def variables(self, prefix: str) -> tuple[relay.Var, relay.Var, relay.Var]:
-        """Relay variables named as in :meth:`params`, typed from the arrays."""
-        return tuple(
-            relay.var(name, shape=value.shape, dtype=str(value.dtype))
-            for name, value in self.params(prefix).items()
-        )
 
 
 def sell_dense_expr(
