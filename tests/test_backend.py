@@ -143,8 +143,11 @@ def test_auto_reblocks_column_blocks_where_bsr_is_fast():
 
 
 def test_auto_keeps_a_nearly_dense_weight_dense():
+    """At batch 16 no sparse kernel beats dense on a 90 % dense weight. (At batch 1 on AVX-512
+    the ``sell`` kernel does: 0.004 ms against TVM's dense 0.009 ms for this shape.)"""
     w = sp.csr_array(_random((256, 256), 0.9).toarray())
-    _, params, (decision,) = lower(single_layer.import_model(w), mode="auto")
+    imported = single_layer.import_model(w, shape_dict={"x": (16, 256)})
+    _, params, (decision,) = lower(imported, mode="auto")
     assert decision.lowering == "dense"
     assert list(params) == ["weight"]
 
@@ -551,9 +554,11 @@ def test_auto_plans_for_the_target_it_will_be_built_for():
     imported = single_layer.import_model(_random((512, 256), 0.05))
     host = dict(plan_model(imported, "auto").decisions[0].estimates)
     generic = dict(plan_model(imported, "auto", target="llvm").decisions[0].estimates)
-    assert host.keys() == generic.keys()
+    assert set(generic) <= set(host)  # the host may add layouts generic x86-64 has no kernel for
     if vector_bytes(resolve(None)) > 16:
         assert all(generic[k] > host[k] for k in host if k in ("dense", "csr"))
+    if vector_bytes(resolve(None)) == 64:
+        assert "sell" in host and "sell" not in generic
     assert roofline.lanes(4) == vector_bytes(resolve(None)) // 4
     _, params, _ = lower(imported, "auto", target="llvm")
     assert params

@@ -119,9 +119,12 @@ def test_weights_lowered_sparse_leave_no_dense_copy(name, mode):
         if decision.lowering == "dense":
             continue
         assert decision.param not in params
-        assert {f"{decision.param}.{part}" for part in ("data", "indices", "indptr")} <= set(params)
-        op = "sparse_import.densify_csr" if decision.lowering == "densify" else None
-        assert (op or SPARSE_OPS[decision.consumer]) in text
+        sell = decision.lowering == "sell"
+        parts = ("values", "columns", "offsets") if sell else ("data", "indices", "indptr")
+        assert {f"{decision.param}.{part}" for part in parts} <= set(params)
+        ops = {"densify": "sparse_import.densify_csr", "sell": "sparse_import.sell_dense"}
+        lowering = str(decision.lowering)
+        assert (ops[lowering] if lowering in ops else SPARSE_OPS[decision.consumer]) in text
         dense = next(w for w in imported.weights if w.param == decision.param).tensor.to_dense()
         assert not any(k.shape == dense.shape and np.array_equal(k, dense) for k in kept)
 

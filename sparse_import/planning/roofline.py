@@ -19,10 +19,13 @@ weights, densities 0.02-0.2, blocks 1x1, 1x4, 4x1, 8x1, 16x1, batch 1, 4 and 16;
 convolutions of 64x56x56, 128x28x28, 256x14x14 and 64x16x16 feature maps (dense; 1x1 also at
 densities 0.05 and 0.2, 3x3 NCHW at 0.05, 0.1 and 0.3); fitted by non-negative least squares
 on the relative error (minimum of 5 interleaved rounds per point). Median relative error per
-kernel in the comments. The direct NCHW convolution (``SPARSE_DIRECT``: 3x3 with stride 1 and
-2, 1x1 with stride 2, a 7x7 stem; 7x7 to 224x224 maps, densities 0.03-0.25) is fitted by
-``benchmarks/fit_direct_conv.py`` (medians of 7 repeats, a ReLU fused after it; 90th percentile
-19 %, its worst rows a 3x3 with stride 2 on 56x56, measured up to 1.35x the model). The batch-1
+kernel in the comments; the batch-1 BSR kernels (``BSR_COLUMN``, ``BSR_PACKED``, ``BSR_MATVEC``)
+re-fitted on 2026-12-01 by ``benchmarks/fit_matvec.py`` (120 weights, a ReLU fused after each,
+which since then runs without a parallel launch). The direct NCHW convolution
+(``SPARSE_DIRECT``: 3x3 with stride 1 and 2, 1x1 with stride 2, a 7x7 stem; 7x7 to 224x224
+maps, densities 0.03-0.25) is fitted by ``benchmarks/fit_direct_conv.py`` (medians of 7
+repeats, a ReLU fused after it; 90th percentile 19 %, its worst rows a 3x3 with stride 2 on
+56x56, measured up to 1.35x the model). The batch-1
 ``sell`` kernel (``SELL_MATVEC``) is fitted by ``benchmarks/fit_sell.py`` (30 weights of 300 to
 4096 rows and columns, densities 0.02-0.3, a ReLU fused after it; median error 5 %): it streams
 its padded arrays at the cache's bandwidth, so its time follows its vector count.
@@ -50,7 +53,9 @@ from .calibration import Calibration
 from .tiling import tiles
 
 __all__ = [
+    "BSR_COLUMN",
     "BSR_MATVEC",
+    "BSR_PACKED",
     "CSR_MATVEC",
     "DENSE_CONV",
     "DENSE_PRODUCT",
@@ -67,6 +72,7 @@ __all__ = [
     "dense_seconds",
     "family_scale",
     "lanes",
+    "matvec_features",
     "sell_seconds",
     "sparse_seconds",
 ]
@@ -107,7 +113,9 @@ class Roofline:
 # ------------------------------------------------------------------------ measured constants
 DENSE_PRODUCT = Roofline(5.55e-06, 8.56e-12, 2.36e-10, 0.0, "dense_product")  # median error 16 %
 CSR_MATVEC = Roofline(1.0e-06, 0.0, 2.90e-09, 4.37e-09, "csr_matvec")  # 2 %
-BSR_MATVEC = Roofline(5.57e-06, 7.30e-12, 3.25e-10, 4.88e-09, "bsr_matvec")  # 5 %
+BSR_COLUMN = Roofline(6.26e-08, 4.78e-12, 3.42e-10, 0.0, "bsr_matvec")  # r x 1 blocks; 10 %
+BSR_PACKED = Roofline(0.0, 2.32e-12, 3.60e-10, 3.13e-09, "bsr_matvec")  # 1 x 4, 1 x 8; 3 %
+BSR_MATVEC = Roofline(6.98e-08, 0.0, 2.05e-10, 3.25e-09, "bsr_matvec")  # other blocks; 3 %
 SPARSE_MATMUL = Roofline(1.53e-05, 8.21e-11, 2.23e-12, 4.89e-09, "sparse_matmul")  # 6 %
 DENSE_CONV = MappingProxyType(
     {
@@ -210,18 +218,32 @@ def sparse_seconds(
     """Our ``nn.sparse_dense`` kernel for a weight of ``nblocks`` ``block`` tiles (``(1, 1)``:
     CSR with ``nblocks`` values)."""
     r, c = block
-    block_rows = rows // r
-    stored = nblocks * (r * c * itemsize + _INDEX_BYTES) + (block_rows + 1) * _POINTER_BYTES
-    width = lanes(itemsize)
     if batch == 1:
-        nbytes = stored + (rows + cols) * itemsize
-        if block == (1, 1):
-            return CSR_MATVEC.seconds(nbytes, nblocks / width, rows)
-        if r == 1 and c < width and width % c == 0:  # packed width // c blocks to a vector
-            return BSR_MATVEC.seconds(nbytes, nblocks * c / width, block_rows)
-        return BSR_MATVEC.seconds(nbytes, nblocks * (1 if c == 1 else r), block_rows)
+        kernel, features = matvec_features(rows, cols, nblocks, block, itemsize)
+        return kernel.seconds(*features)
+    stored = nblocks * (r * c * itemsize + _INDEX_BYTES) + (rows // r + 1) * _POINTER_BYTES
     values = nblocks * r * c
     return _matmul_seconds(SPARSE_MATMUL, stored, rows, cols, values, r, batch, itemsize, True)
+
+
+def matvec_features(
+    rows: int, cols: int, nblocks: int, block: tuple[int, int], itemsize: int = 4
+) -> tuple[Roofline, tuple[float, float, float]]:
+    """The batch-1 kernel that computes a weight of ``nblocks`` ``block`` tiles (CSR for
+    ``(1, 1)``; ``1 x c`` blocks packed several to a vector; other blocks) and its
+    ``(bytes, vectors, rows)``."""
+    r, c = block
+    block_rows = rows // r
+    stored = nblocks * (r * c * itemsize + _INDEX_BYTES) + (block_rows + 1) * _POINTER_BYTES
+    nbytes = stored + (rows + cols) * itemsize
+    width = lanes(itemsize)
+    if block == (1, 1):
+        return CSR_MATVEC, (nbytes, nblocks / width, rows)
+    if c == 1:  # a vector of r rows times one broadcast x[col] per block
+        return BSR_COLUMN, (nbytes, nblocks * math.ceil(r / width), block_rows)
+    if r == 1 and c < width and width % c == 0:  # width // c blocks packed to a vector
+        return BSR_PACKED, (nbytes, nblocks, block_rows)  # x: one short load per block
+    return BSR_MATVEC, (nbytes, nblocks * r, block_rows)
 
 
 def sell_seconds(rows: int, cols: int, vectors: int, groups: int) -> float:
