@@ -74,7 +74,7 @@ def test_cli_stores_and_auto_uses_it(capsys, tmp_path, monkeypatch):
 
 
 def test_scales_move_auto_decisions(tmp_path, monkeypatch):
-    """A CPU whose CSR kernel measured 50x slower than the built-in constants gets the weight
+    """A CPU whose sparse kernels measured 50x slower than the built-in constants gets the weight
     dense; one whose dense products measured 50x slower keeps a denser weight sparse."""
     from sparse_import.target import host_target, resolve, vector_bytes
 
@@ -85,16 +85,16 @@ def test_scales_move_auto_decisions(tmp_path, monkeypatch):
     store = tmp_path / "calibration.json"
     monkeypatch.setenv(calibration.ENV, str(store))
 
-    def lowering(matrix, scales):
+    def lowering(matrix, scales, batch=1):
         store.write_text(json.dumps({key: {"scales": scales, "measured": "test"}}))
-        (row,) = sparse_import.inspect(matrix, mode="auto")
+        (row,) = sparse_import.inspect(matrix, mode="auto", batch_size=batch)
         return row["lowering"]
 
     assert lowering(weight, {}) != "dense"
     slow = {f: 50.0 for f in ("csr_matvec", "bsr_matvec", "sell_matvec", "tvm_sparse")}
     assert lowering(weight, slow) == "dense"
-    assert lowering(half, {}) == "dense"
-    assert lowering(half, {"dense_product": 50.0}) != "dense"
+    assert lowering(half, {}, batch=16) == "dense"
+    assert lowering(half, {"dense_product": 50.0}, batch=16) != "dense"
 
 
 def test_bad_arguments_and_broken_store(capsys, tmp_path):

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         label,
         ("sparse", f"{len(auto)} weight{'s' * (len(auto) != 1)}"),
         ("target", target_text),
-        ("prices", _prices(target)),
+        ("prices", _prices()),
     )
     if not auto:
         print(NO_SPARSE)
@@ -87,11 +87,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prices(target: str) -> str:
-    """Where ``auto``'s kernel prices for ``target`` come from (built in, measured, fallback)."""
+def _prices() -> str:
+    """Where ``auto``'s kernel prices for this CPU (what ``inspect`` plans for) come from:
+    built in, measured, or the fallback."""
     from ..target import calibration, resolve
 
-    return calibration(resolve(target)).describe()
+    return calibration(resolve(None)).describe()
 
 
 def _weight_cells(i: int, r: dict[str, Any]) -> list[str]:
@@ -155,6 +156,7 @@ def _inspect_json(
         "model": str(loaded.path),
         "framework": loaded.framework,
         "target": target,
+        "prices": _prices(),
         "inputs": inputs,
         "weights": weights,
     }
