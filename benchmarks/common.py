@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 import tvm
 from tvm import relay
+from tvm.contrib import graph_executor
 
 from sparse_import import _format
 from sparse_import.relay_backend.build import Timing, build, time_module
@@ -24,6 +25,7 @@ __all__ = [
     "fit_roofline",
     "format_table",
     "machine",
+    "relu_seconds",
     "sparse_layer",
     "time_layer",
 ]
@@ -133,6 +135,19 @@ def time_layer(
 ) -> Timing:
     """Build a one-input module and time it on ``x`` (input named ``"x"``)."""
     return time_module(build(mod, params), {"x": x}, repeat=repeat)
+
+
+def relu_seconds(y: relay.Expr, params: dict[str, np.ndarray], x: np.ndarray, repeat: int) -> float:
+    """Median seconds of ``relu(y)`` built for this CPU, its input ``"x"`` set to ``x``: a
+    kernel with the epilogue a model fuses after it, timed as the ``fit_*`` scripts time it."""
+    y = relay.nn.relu(y)
+    lib = build(tvm.IRModule.from_expr(relay.Function(relay.analysis.free_vars(y), y)), params)
+    module = graph_executor.GraphModule(lib["default"](tvm.cpu(0)))
+    module.set_input("x", x)
+    timer = module.module.time_evaluator(
+        "run", tvm.cpu(0), number=1, repeat=repeat, min_repeat_ms=30
+    )
+    return float(np.median(timer().results))
 
 
 def fit_roofline(

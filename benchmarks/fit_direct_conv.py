@@ -20,13 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-import tvm
-import tvm.contrib.graph_executor
 from tvm import relay
 
-from benchmarks.common import fit_roofline, format_table, machine
+from benchmarks.common import fit_roofline, format_table, machine, relu_seconds
 from sparse_import.planning import roofline
-from sparse_import.relay_backend.build import build
 from sparse_import.relay_backend.conv_op import conv_geometry
 from sparse_import.relay_backend.kernels import SparseOperand, sparse_conv2d_expr
 from sparse_import.relay_backend.sites import conv_form
@@ -72,16 +69,8 @@ def measure(rng: np.random.Generator, repeat: int) -> list[dict]:
                 kernel_size=kernel,
                 geometry=None if conv_form(attrs) else conv_geometry(attrs),
             )
-            y = relay.nn.relu(y)
-            lib = build(
-                tvm.IRModule.from_expr(relay.Function(relay.analysis.free_vars(y), y)), params
-            )
-            module = tvm.contrib.graph_executor.GraphModule(lib["default"](tvm.cpu(0)))
-            module.set_input("x", rng.standard_normal((1, cin, size, size)).astype(np.float32))
-            timer = module.module.time_evaluator(
-                "run", tvm.cpu(0), number=1, repeat=repeat, min_repeat_ms=30
-            )
-            seconds = float(np.median(timer().results))
+            value = rng.standard_normal((1, cin, size, size)).astype(np.float32)
+            seconds = relu_seconds(y, params, value, repeat)
             rows.append(
                 dict(
                     cin=cin, cout=cout, size=size, kernel=kernel, stride=stride,

@@ -20,13 +20,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-import tvm
-import tvm.contrib.graph_executor
 from tvm import relay
 
-from benchmarks.common import block_sparse, fit_roofline, format_table, machine
+from benchmarks.common import block_sparse, fit_roofline, format_table, machine, relu_seconds
 from sparse_import.planning import roofline
-from sparse_import.relay_backend.build import build
 from sparse_import.relay_backend.kernels import SparseOperand, sparse_dense_expr
 
 os.environ.setdefault("TOPHUB_LOCATION", "NONE")
@@ -45,20 +42,14 @@ def measure(rng: np.random.Generator, repeat: int) -> list[dict]:
                 matrix = block_sparse(rng, (rows, cols), density, block)
                 x = relay.var("x", shape=(1, cols))
                 y, params = sparse_dense_expr(x, SparseOperand.from_scipy(matrix), "w")
-                y = relay.nn.relu(y)
-                mod = tvm.IRModule.from_expr(relay.Function(relay.analysis.free_vars(y), y))
-                lib = build(mod, params)
-                module = tvm.contrib.graph_executor.GraphModule(lib["default"](tvm.cpu()))
-                module.set_input("x", rng.standard_normal((1, cols)).astype(np.float32))
-                timer = module.module.time_evaluator(
-                    "run", tvm.cpu(0), number=1, repeat=repeat, min_repeat_ms=30
-                )
+                value = rng.standard_normal((1, cols)).astype(np.float32)
+                seconds = relu_seconds(y, params, value, repeat)
                 nblocks = matrix.nnz // (block[0] * block[1])
                 kernel, features = roofline.matvec_features(rows, cols, nblocks, block)
                 found.append(
                     dict(rows=rows, cols=cols, block=block, density=density, nblocks=nblocks,
                          kernel=kernel, features=features,
-                         seconds=float(np.median(timer().results)))
+                         seconds=seconds)
                 )  # fmt: skip
     return found
 

@@ -19,13 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-import tvm
-import tvm.contrib.graph_executor
 from tvm import relay
 
-from benchmarks.common import fit_roofline, format_table, machine
+from benchmarks.common import fit_roofline, format_table, machine, relu_seconds
 from sparse_import.planning.sell import sell_vectors
-from sparse_import.relay_backend.build import build
 from sparse_import.relay_backend.kernels import SellOperand, sell_dense_expr
 
 os.environ.setdefault("TOPHUB_LOCATION", "NONE")
@@ -48,19 +45,12 @@ def measure(rng: np.random.Generator, repeat: int) -> list[dict]:
             matrix = matrix.astype(np.float32)
             x = relay.var("x", shape=(1, cols))
             y, params = sell_dense_expr(x, SellOperand.from_scipy(matrix), "w")
-            y = relay.nn.relu(y)
-            mod = tvm.IRModule.from_expr(relay.Function(relay.analysis.free_vars(y), y))
-            module = tvm.contrib.graph_executor.GraphModule(
-                build(mod, params)["default"](tvm.cpu())
-            )
-            module.set_input("x", rng.standard_normal((1, cols)).astype(np.float32))
-            timer = module.module.time_evaluator(
-                "run", tvm.cpu(0), number=1, repeat=repeat, min_repeat_ms=30
-            )
+            value = rng.standard_normal((1, cols)).astype(np.float32)
+            seconds = relu_seconds(y, params, value, repeat)
             vectors, groups = sell_vectors(matrix)
             found.append(
                 dict(rows=rows, cols=cols, density=density, nnz=int(matrix.nnz), vectors=vectors,
-                     groups=groups, seconds=float(np.median(timer().results)))
+                     groups=groups, seconds=seconds)
             )  # fmt: skip
     return found
 
