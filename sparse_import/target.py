@@ -45,7 +45,15 @@ from tvm.target import codegen
 
 from sparse_import.planning.calibration import Calibration, for_cpu
 
-__all__ = ["HOST", "calibration", "host_target", "resolve", "simd_lanes", "vector_bytes"]
+__all__ = [
+    "HOST",
+    "calibration",
+    "host_target",
+    "resolve",
+    "runtime_threads",
+    "simd_lanes",
+    "vector_bytes",
+]
 
 HOST = "host"
 """Target name that :func:`resolve` reads as :func:`host_target`."""
@@ -150,6 +158,14 @@ def simd_lanes(target: tvm.target.Target, dtype: str | np.dtype) -> int:
 
 def calibration(target: tvm.target.Target) -> Calibration:
     """How the planner prices kernels for ``target``: its CPU (``-mcpu``, ``"generic"`` when
-    none is named) and vector width looked up by :func:`~.planning.calibration.for_cpu`."""
+    none is named), vector width and TVM's thread count in this process
+    (``TVM_NUM_THREADS``, else TVM's default) looked up by
+    :func:`~.planning.calibration.for_cpu`."""
     cpu = str(target.attrs.get("mcpu", "")) if target.kind.name == "llvm" else ""
-    return for_cpu(cpu or "generic", vector_bytes(target))
+    return for_cpu(cpu or "generic", vector_bytes(target), threads=runtime_threads())
+
+
+def runtime_threads() -> int:
+    """The threads TVM's runtime runs parallel loops on in this process."""
+    count = tvm.get_global_func("runtime.NumThreads", allow_missing=True)
+    return max(1, int(count())) if count is not None else 1

@@ -76,12 +76,12 @@ def test_cli_stores_and_auto_uses_it(capsys, tmp_path, monkeypatch):
 def test_scales_move_auto_decisions(tmp_path, monkeypatch):
     """A CPU whose sparse kernels measured 50x slower than the built-in constants gets the weight
     dense; one whose dense products measured 50x slower keeps a denser weight sparse."""
-    from sparse_import.target import host_target, resolve, vector_bytes
+    from sparse_import.target import host_target, resolve, runtime_threads, vector_bytes
 
     weight = sp.random_array((512, 512), density=0.1, format="csr", rng=0, dtype=np.float32)
     half = sp.random_array((512, 512), density=0.6, format="csr", rng=0, dtype=np.float32)
     cpu = host_target().partition("-mcpu=")[2] or "generic"
-    key = f"{cpu}/{vector_bytes(resolve(None))}"
+    key = f"{cpu}/{vector_bytes(resolve(None))}/{runtime_threads()}"
     store = tmp_path / "calibration.json"
     monkeypatch.setenv(calibration.ENV, str(store))
 

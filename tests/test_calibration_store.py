@@ -60,7 +60,24 @@ def test_lookup_order(tmp_path):
     calibration.save(Calibration("znver4", 64, "measured 2026-12-02", {}), 11, store)
     entries = calibration.load_store(store)
     assert calibration.for_cpu("znver4", 64, entries).source == "measured 2026-12-02"
-    assert set(entries) == {"tigerlake/64", "znver4/64"}
+    assert set(entries) == {"tigerlake/64/1", "znver4/64/1"}
+
+
+def test_an_entry_holds_for_its_thread_count(tmp_path):
+    """A 2-thread plan takes the 2-thread re-measure, else the 1-thread one, else the built-in
+    constants; a 1-thread plan never takes a 2-thread entry."""
+    store = tmp_path / "calibration.json"
+    calibration.save(Calibration("c", 64, "measured 2026-12-01", {"sell_matvec": 2.0}, 2), 1, store)
+    entries = calibration.load_store(store)
+    two = calibration.for_cpu("c", 64, entries, threads=2)
+    assert (two.threads, two.scale("sell_matvec")) == (2, 2.0)
+    assert "2 threads" in two.describe()
+    assert calibration.for_cpu("c", 64, entries, threads=1).source == "roofline fallback"
+    calibration.save(Calibration("c", 64, "measured 2026-12-02", {"sell_matvec": 3.0}), 1, store)
+    entries = calibration.load_store(store)
+    assert calibration.for_cpu("c", 64, entries, threads=4).scale("sell_matvec") == 3.0
+    assert calibration.for_cpu("c", 64, entries, threads=2).scale("sell_matvec") == 2.0
+    assert set(entries) == {"c/64/1", "c/64/2"}
 
 
 def test_store_path_from_environment(tmp_path, monkeypatch):
@@ -123,6 +140,6 @@ def test_saved_file_is_plain_json(tmp_path):
     assert calibration.save(chosen, 2, store) == store
     data = json.loads(store.read_text())
     assert data == {
-        "c/16": {"scales": {"dense_product": 0.5}, "measured": "2026-12-01", "probes": 2}
+        "c/16/1": {"scales": {"dense_product": 0.5}, "measured": "2026-12-01", "probes": 2}
     }
-    assert np.isfinite(list(data["c/16"]["scales"].values())).all()
+    assert np.isfinite(list(data["c/16/1"]["scales"].values())).all()

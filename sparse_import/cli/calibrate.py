@@ -1,8 +1,9 @@
 """``sparse-import calibrate``: re-measure the cost model for the CPU you build for.
 
 Builds a few probe layers per kernel family for ``--target`` (default: this machine's CPU),
-times them here and stores one scale per family (measured over the built-in estimate) in the
-calibration store, where ``auto`` finds it for every later import for that CPU
+times them here on TVM's thread count (``TVM_NUM_THREADS``) and stores one scale per family
+(measured over the built-in estimate) in the calibration store, where ``auto`` finds it for
+every later import for that CPU and thread count
 (:mod:`sparse_import.planning.calibration`). Relay (TVM 0.19) only; the stored scales are read
 by both backends.
 """
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"target  {label}")
     with progress(sys.stderr, "building and timing the probe layers"):
         found, probes = measure(target, rounds=args.rounds)
-    print(f"cpu     {found.cpu}, {found.vector_bytes}-byte vectors\n")
+    threads = f"{found.threads} thread{'s' * (found.threads != 1)}"
+    print(f"cpu     {found.cpu}, {found.vector_bytes}-byte vectors, {threads} (TVM_NUM_THREADS)\n")
     rows = [
         [m.probe.family, m.probe.label, f"{m.seconds * 1e3:.3f}", f"{m.estimate * 1e3:.3f}",
          f"{m.ratio:.2f}"]
@@ -70,5 +72,5 @@ def run(args: argparse.Namespace) -> int:
         print("\ndry run: nothing stored")
         return 0
     path = calibration.save(found, len(probes), store)
-    print(f"\nstored for {found.cpu}/{found.vector_bytes} in {path}")
+    print(f"\nstored for {found.cpu}/{found.vector_bytes}/{found.threads} in {path}")
     return 0

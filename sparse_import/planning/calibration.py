@@ -7,14 +7,18 @@ estimate, on a handful of probe layers built for that CPU), or falls back to the
 constants scaled only by the target's vector width.
 
 The store is a JSON file (``$SPARSE_IMPORT_CALIBRATION``, default
-``~/.cache/sparse_import/calibration.json``) mapping ``"<cpu>/<vector bytes>"`` to
-``{"scales": {family: scale}, "measured": date, "probes": count}``.
+``~/.cache/sparse_import/calibration.json``) mapping ``"<cpu>/<vector bytes>/<threads>"`` to
+``{"scales": {family: scale}, "measured": date, "probes": count}``. Kernels scale differently
+with TVM's thread count (on a 2-vCPU Zen 4 dense products gain 2.4x from the second thread,
+``sell`` 1.9x), so an entry holds for the thread count it was measured with; a plan for a
+count without one takes the single-thread entry, then the built-in constants (measured on one
+thread).
 
 Examples
 --------
->>> c = for_cpu("znver4", 64)
->>> c.source, c.scale("csr_matvec")
-('built in', 1.0)
+>>> c = for_cpu("znver4", 64, store={})
+>>> c.source, c.scale("csr_matvec"), c.threads
+('built in', 1.0, 1)
 >>> for_cpu("some-future-cpu", 32, store={}).source
 'roofline fallback'
 """
@@ -76,12 +80,15 @@ class Calibration:
     scales : Mapping[str, float]
         Per kernel family (:data:`FAMILIES`), the factor on the built-in estimate; missing
         families are 1.0.
+    threads : int
+        TVM's thread count the scales were measured with.
     """
 
     cpu: str
     vector_bytes: int
     source: str
     scales: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    threads: int = 1
 
     def scale(self, family: str) -> float:
         """Factor on the built-in estimate of ``family``'s kernels."""
@@ -89,7 +96,8 @@ class Calibration:
 
     def describe(self) -> str:
         """One line for reports: the CPU and where its prices come from."""
-        return f"{self.cpu} ({self.vector_bytes}-byte vectors): {self.source}"
+        threads = f"{self.threads} thread{'s' * (self.threads != 1)}"
+        return f"{self.cpu} ({self.vector_bytes}-byte vectors, {threads}): {self.source}"
 
 
 def store_path() -> Path:
@@ -101,8 +109,8 @@ def store_path() -> Path:
     return Path(cache) / "sparse_import" / "calibration.json"
 
 
-def _key(cpu: str, vector_bytes: int) -> str:
-    return f"{cpu}/{vector_bytes}"
+def _key(cpu: str, vector_bytes: int, threads: int) -> str:
+    return f"{cpu}/{vector_bytes}/{threads}"
 
 
 def _check_entry(path: Path, key: str, entry: object) -> dict:
@@ -141,9 +149,12 @@ def load_store(path: Path | None = None) -> dict[str, dict]:
     return {key: _check_entry(path, key, entry) for key, entry in data.items()}
 
 
-def for_cpu(cpu: str, vector_bytes: int, store: Mapping[str, dict] | None = None) -> Calibration:
-    """The calibration the planner uses for ``cpu``: a stored re-measure first, then the
-    built-in constants for :data:`MEASURED_CPUS`, else the roofline fallback.
+def for_cpu(
+    cpu: str, vector_bytes: int, store: Mapping[str, dict] | None = None, threads: int = 1
+) -> Calibration:
+    """The calibration the planner uses for ``cpu`` running ``threads`` threads: a stored
+    re-measure for that thread count, then one for a single thread, then the built-in
+    constants for :data:`MEASURED_CPUS`, else the roofline fallback.
 
     Parameters
     ----------
@@ -153,13 +164,16 @@ def for_cpu(cpu: str, vector_bytes: int, store: Mapping[str, dict] | None = None
         The target's SIMD register width.
     store : Mapping[str, dict], optional
         Entries as :func:`load_store` returns them (default: read the store).
+    threads : int
+        TVM's thread count the module will run with.
     """
     entries = load_store() if store is None else store
-    entry = entries.get(_key(cpu, vector_bytes))
-    if entry is not None:
-        scales = MappingProxyType({k: float(v) for k, v in entry["scales"].items()})
-        source = f"measured {entry.get('measured', '')}".strip()
-        return Calibration(cpu, vector_bytes, source, scales)
+    for measured in dict.fromkeys((threads, 1)):
+        entry = entries.get(_key(cpu, vector_bytes, measured))
+        if entry is not None:
+            scales = MappingProxyType({k: float(v) for k, v in entry["scales"].items()})
+            source = f"measured {entry.get('measured', '')}".strip()
+            return Calibration(cpu, vector_bytes, source, scales, measured)
     if cpu in MEASURED_CPUS:
         return Calibration(cpu, vector_bytes, "built in")
     return Calibration(cpu, vector_bytes, "roofline fallback")
@@ -169,7 +183,7 @@ def save(calibration: Calibration, probes: int, path: Path | None = None) -> Pat
     """Add or replace ``calibration``'s entry in the store; returns the store's path."""
     path = store_path() if path is None else path
     entries = load_store(path)
-    entries[_key(calibration.cpu, calibration.vector_bytes)] = {
+    entries[_key(calibration.cpu, calibration.vector_bytes, calibration.threads)] = {
         "scales": dict(calibration.scales),
         "measured": calibration.source.removeprefix("measured ").strip(),
         "probes": probes,

@@ -34,7 +34,7 @@ from tvm import relay
 from sparse_import.planning import cost, roofline
 from sparse_import.planning.calibration import Calibration
 from sparse_import.planning.sell import sell_vectors
-from sparse_import.target import resolve, vector_bytes
+from sparse_import.target import resolve, runtime_threads, vector_bytes
 
 from .build import build, time_module
 from .kernels import (
@@ -196,8 +196,8 @@ def measure(
     Returns
     -------
     tuple[Calibration, list[Measured]]
-        The calibration (source ``"measured <date>"``; families without a probe keep 1.0) and
-        each probe's figures.
+        The calibration (source ``"measured <date>"``, for this process's TVM thread count;
+        families without a probe keep 1.0) and each probe's figures.
     """
     resolved = resolve(target)
     cpu = str(resolved.attrs.get("mcpu", "")) or "generic"
@@ -227,5 +227,8 @@ def measure(
         ratios = [m.ratio for m in found if m.probe.family == family]
         scales[family] = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
     today = datetime.date.today().isoformat()
-    calibration = Calibration(cpu, base.vector_bytes, f"measured {today}", MappingProxyType(scales))
+    scales = MappingProxyType(scales)
+    calibration = Calibration(
+        cpu, base.vector_bytes, f"measured {today}", scales, threads=runtime_threads()
+    )
     return calibration, found
