@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from tvm import relay
 
 from benchmarks.common import fit_roofline, format_table, machine, relu_seconds
+from sparse_import.planning.roofline import sell_features
 from sparse_import.planning.sell import sell_vectors
 from sparse_import.relay_backend.kernels import SellOperand, sell_dense_expr
 
@@ -30,11 +31,6 @@ os.environ.setdefault("TOPHUB_LOCATION", "NONE")
 SHAPES = ((2048, 2048), (1024, 4096), (4096, 1024), (1024, 1024), (512, 512), (1000, 300))
 DENSITIES = (0.02, 0.05, 0.1, 0.2, 0.3)
 RESULTS = Path(__file__).parent / "results" / "sell.txt"
-
-
-def features(rows: int, cols: int, vectors: int, groups: int) -> tuple[float, float, float]:
-    """What :func:`roofline.sell_seconds` prices: bytes, vectors, groups."""
-    return vectors * 16 * 5 + (groups + 1) * 4 + (rows + cols) * 4, vectors, groups
 
 
 def measure(rng: np.random.Generator, repeat: int) -> list[dict]:
@@ -62,7 +58,7 @@ def main() -> None:
     rows = measure(np.random.default_rng(1), args.repeat)
     predicted, summary = fit_roofline(
         "SELL_MATVEC",
-        np.array([features(r["rows"], r["cols"], r["vectors"], r["groups"]) for r in rows]),
+        np.array([sell_features(r["rows"], r["cols"], r["vectors"], r["groups"]) for r in rows]),
         np.array([r["seconds"] for r in rows]),
     )
     table = format_table(

@@ -48,6 +48,7 @@ from sparse_import.planning.calibration import Calibration, for_cpu
 __all__ = [
     "HOST",
     "calibration",
+    "cpu_name",
     "host_target",
     "resolve",
     "runtime_threads",
@@ -161,8 +162,14 @@ def calibration(target: tvm.target.Target) -> Calibration:
     none is named), vector width and TVM's thread count in this process
     (``TVM_NUM_THREADS``, else TVM's default) looked up by
     :func:`~.planning.calibration.for_cpu`."""
+    return for_cpu(cpu_name(target), vector_bytes(target), threads=runtime_threads())
+
+
+def cpu_name(target: tvm.target.Target) -> str:
+    """LLVM's name of the CPU ``target`` builds for (its ``-mcpu``), ``"generic"`` when it
+    names none or is not an ``llvm`` target."""
     cpu = str(target.attrs.get("mcpu", "")) if target.kind.name == "llvm" else ""
-    return for_cpu(cpu or "generic", vector_bytes(target), threads=runtime_threads())
+    return cpu or "generic"
 
 
 def runtime_threads() -> int:

@@ -20,12 +20,13 @@ from .matvec import bsr_matvec, csr_matvec
 __all__ = ["TRANSPOSE_TAG", "sparse_dense", "sparse_dense_schedule"]
 
 TRANSPOSE_TAG = "sparse_import.transpose"
+"""Tag of the data movement around the kernels (transposes, padding): scheduled parallel over
+its first axis (its first two when it has more than two)."""
+
 PARALLEL_EPILOGUE = 1 << 14
 """Values from which a fused epilogue runs in parallel: below it TVM's parallel launch (about
 6 us per call) costs more than the loop (a bias and ReLU after a 2048-row batch-1 product:
 0.046 ms with a parallel epilogue, 0.038 ms without)."""
-"""Tag of the data movement around the kernels (transposes, padding): scheduled parallel over
-its first axis (its first two when it has more than two)."""
 
 
 def sparse_dense(

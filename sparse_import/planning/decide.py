@@ -39,10 +39,10 @@ _SELL: contextvars.ContextVar[bool] = contextvars.ContextVar("sell", default=Fal
 
 
 @contextlib.contextmanager
-def offering_sell(available: bool) -> Iterator[None]:
-    """Let ``auto`` choose the ``sell`` layout inside the ``with`` block when ``available``:
-    the backend has its kernel and the target's vectors hold :data:`~.sell.LANES` float32."""
-    token = _SELL.set(available)
+def offering_sell() -> Iterator[None]:
+    """Let ``auto`` choose the ``sell`` layout inside the ``with`` block: the backend has its
+    kernel (used where the target's vectors hold :data:`~.sell.LANES` float32)."""
+    token = _SELL.set(True)
     try:
         yield
     finally:

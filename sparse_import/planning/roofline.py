@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from .calibration import Calibration
+from .sell import LANES
 from .tiling import tiles
 
 __all__ = [
@@ -73,6 +74,7 @@ __all__ = [
     "family_scale",
     "lanes",
     "matvec_features",
+    "sell_features",
     "sell_seconds",
     "sparse_seconds",
 ]
@@ -246,12 +248,17 @@ def matvec_features(
     return BSR_MATVEC, (nbytes, nblocks * r, block_rows)
 
 
+def sell_features(rows: int, cols: int, vectors: int, groups: int) -> tuple[float, float, float]:
+    """``(bytes, vectors, groups)`` of our batch-1 kernel on a float32 weight in the ``sell``
+    layout: ``vectors`` vectors of 16 values and one-byte columns in ``groups`` (slice, panel)
+    groups, each vector one permute and one fused multiply-add."""
+    nbytes = vectors * LANES * (4 + 1) + (groups + 1) * _POINTER_BYTES + (rows + cols) * 4
+    return nbytes, vectors, groups
+
+
 def sell_seconds(rows: int, cols: int, vectors: int, groups: int) -> float:
-    """Our batch-1 kernel on a float32 weight in the ``sell`` layout: ``vectors`` vectors of 16
-    values and one-byte columns in ``groups`` (slice, panel) groups, each vector one permute
-    and one fused multiply-add."""
-    nbytes = vectors * 16 * 5 + (groups + 1) * _POINTER_BYTES + (rows + cols) * 4
-    return SELL_MATVEC.seconds(nbytes, vectors, groups)
+    """Our batch-1 ``sell`` kernel (:func:`sell_features`, priced by ``SELL_MATVEC``)."""
+    return SELL_MATVEC.seconds(*sell_features(rows, cols, vectors, groups))
 
 
 def _matmul_seconds(

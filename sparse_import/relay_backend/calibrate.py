@@ -33,8 +33,8 @@ from tvm import relay
 
 from sparse_import.planning import cost, roofline
 from sparse_import.planning.calibration import Calibration
-from sparse_import.planning.sell import sell_vectors
-from sparse_import.target import resolve, runtime_threads, vector_bytes
+from sparse_import.planning.sell import LANES, sell_vectors
+from sparse_import.target import cpu_name, resolve, runtime_threads, vector_bytes
 
 from .build import build, time_module
 from .kernels import (
@@ -44,7 +44,6 @@ from .kernels import (
     sparse_conv2d_expr,
     sparse_dense_expr,
 )
-from .lowering import SELL_BYTES
 
 __all__ = ["PROBES", "Measured", "Probe", "measure"]
 
@@ -200,11 +199,11 @@ def measure(
         families without a probe keep 1.0) and each probe's figures.
     """
     resolved = resolve(target)
-    cpu = str(resolved.attrs.get("mcpu", "")) or "generic"
+    cpu = cpu_name(resolved)
     base = Calibration(cpu, vector_bytes(resolved), "built in")
     rng = np.random.default_rng(_SEED)
     built = []
-    if base.vector_bytes != SELL_BYTES:  # the sell kernel needs AVX-512
+    if base.vector_bytes // 4 != LANES:  # the sell kernel needs 16 float32 lanes (AVX-512)
         probes = [p for p in probes if p.family != "sell_matvec"]
     for probe in probes:
         progress(f"building {probe.label}")

@@ -1,5 +1,6 @@
 """Register a Relay op of the library: its arguments, attributes type, Python type relation,
-fusion pattern and strategy, once per process (:mod:`.densify`, :mod:`.conv_op`)."""
+fusion pattern and strategy, once per process (:mod:`.densify`, :mod:`.conv_op`,
+:mod:`.sell_op`)."""
 
 from __future__ import annotations
 

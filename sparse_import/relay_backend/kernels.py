@@ -180,7 +180,6 @@ class SellOperand(_Arrays):
     shape: tuple[int, int]
 
     PARTS: ClassVar[tuple[str, ...]] = ("values", "columns", "offsets")
-    format = "sell"
 
     @classmethod
     def from_scipy(cls, matrix: sp.csr_matrix | sp.csr_array, panel: int = 32) -> SellOperand:

@@ -34,9 +34,6 @@ from .rewrite import SparseCall, rewrite_module
 from .sites import NON_NUMPY_CAST, Site, classify
 from .uses import Use, find_uses
 
-SELL_BYTES = 64
-"""Vector width the ``sell`` kernel needs (AVX-512: 16 float32 lanes)."""
-
 __all__ = ["MODES", "inspect_rows", "lower", "plan_model"]
 
 UNREAD = "not read by the Relay function"
@@ -256,8 +253,7 @@ def plan_model(
 ) -> Plan:
     """Decide every weight of ``imported`` for ``target`` (default: this machine's CPU) without
     rewriting or densifying anything."""
-    prices = calibration(resolve(target))
-    with roofline.calibrated(prices), offering_sell(prices.vector_bytes == SELL_BYTES):
+    with roofline.calibrated(calibration(resolve(target))), offering_sell():
         return _plan_model(imported, mode, batch_size)
 
 

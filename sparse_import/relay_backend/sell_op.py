@@ -1,11 +1,11 @@
 """``sparse_import.sell_dense``: ``y = x @ W.T`` at batch 1 with ``W`` in the ``sell`` layout.
 
-The layout (:mod:`sparse_import.kernels.sell`: rows in slices of 16, columns in panels of 32,
+The layout (:mod:`sparse_import.planning.sell`: rows in slices of 16, columns in panels of 32,
 ``values``, ``columns`` and ``offsets``) is not TVM's CSR or BSR, so ``nn.sparse_dense`` cannot
 carry it: this op takes the three arrays with ``nn.dense``'s attributes (``units``: the rows of
 ``W``). Relay fuses the elementwise operators after it (bias, activation), which our schedule
-runs parallel and vectorized. It computes with AVX-512 only; the planner offers it for targets
-that have it.
+runs vectorized (and in parallel when large). It computes with AVX-512 only; the planner offers
+it for targets that have it.
 
 Examples
 --------
